@@ -1,0 +1,1 @@
+"""Adapters of the card simulator: card image stores, vpcd (real PC/SC)."""

@@ -1,0 +1,2 @@
+"""Pure card logic: the runtime, the applets and the card image. No I/O, no clock, no randomness
+(the random source is passed in)."""

@@ -1,0 +1,175 @@
+"""`make demo`: the chain as far as it is built, on embedded defaults, printed step by step.
+
+Today (issue 2): issuer keys, a SIM and a PSAM in a temp folder; a load of 100.00 yuan with the
+issuer's MAC2; three purchases through the PSAM; a torn purchase recovered with GET TRANSACTION
+PROVE; the balance and the card's log. Every TAC is checked with the issuer's keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+from acquiring.domain import issuer
+from card_applet_sim import bootstrap as card_bootstrap
+from card_applet_sim.adapters.keyfile import read_keys, write_keys
+from card_applet_sim.domain import issuance
+from paycore import issuer_keys, pboc
+from paycore.issuer_keys import IssuerKeys
+from paycore.money import format_fen, parse_yuan
+from paycore.purse import InitLoadResponse, LogRecord, read_record
+from pos_terminal.adapters.sim_reader import LoseAnswerReader, SimReader
+from pos_terminal.domain import card_flows
+from pos_terminal.domain.card_flows import PurchaseDone, TornPurchase
+
+ASN = "8888000000000001"
+TERMINAL_ID = "001122334455"
+PURCHASES_YUAN = ("12.50", "3.00", "45.80")
+TORN_PURCHASE_YUAN = "8.88"
+TX_NAMES = {pboc.TYPE_EP_LOAD: "load", pboc.TYPE_EP_PURCHASE: "purchase"}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class IssuerAuthority:
+    """The load authority played in-process by the issuer's keys (the host does it later)."""
+
+    keys: IssuerKeys
+
+    def authorise_load(
+        self,
+        asn: bytes,
+        init: InitLoadResponse,
+        amount_fen: int,
+        terminal_id: bytes,
+        date_bcd: bytes,
+        time_bcd: bytes,
+    ) -> bytes:
+        return issuer.load_mac2(self.keys, asn, init, amount_fen, terminal_id, date_bcd, time_bcd)
+
+
+def _purchase_tac_ok(keys: IssuerKeys, done: PurchaseDone, terminal_id: bytes) -> bool:
+    p = pboc.Purchase(
+        done.amount_fen, terminal_id, done.terminal_serial, done.date_bcd, done.time_bcd
+    )
+    return issuer.purchase_tac_ok(keys, done.asn, p, done.tac)
+
+
+def run(*, keep: bool = False, console: Console | None = None) -> None:
+    out = console or Console()
+    folder = Path(tempfile.mkdtemp(prefix="nfcpay-demo-"))
+    try:
+        _run(folder, out)
+    finally:
+        if keep:
+            out.print(f"[dim]images kept in {folder}[/dim]")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(folder: Path, out: Console) -> None:
+    keys_path, sim_path, psam_path = (
+        folder / "issuer.keys",
+        folder / "sim.card",
+        folder / "psam.card",
+    )
+    now = datetime.now(SHANGHAI).replace(microsecond=0, tzinfo=None)
+    terminal_id = bytes.fromhex(TERMINAL_ID)
+
+    out.rule("[bold]nfcpay demo: SIM wallet and PSAM")
+    write_keys(keys_path, issuer_keys.generate(os.urandom))
+    keys = read_keys(keys_path)
+    out.print(f"issuer keys (version {keys.key_version}) written to {keys_path.name}, mode 0600")
+    card_bootstrap.save_new_image(
+        sim_path, issuance.new_sim_image(keys, issuance.parse_asn(ASN), today=now.date())
+    )
+    card_bootstrap.save_new_image(psam_path, issuance.new_psam_image(keys, terminal_id))
+    out.print(f"SIM issued: ASN {ASN}, wallet keys diversified from the ASN")
+    out.print(f"PSAM issued for terminal {TERMINAL_ID}")
+
+    sim = SimReader(card_bootstrap.file_card(sim_path))
+    psam_reader = SimReader(card_bootstrap.file_card(psam_path))
+    psam_reader.present()
+    psam = card_flows.open_psam(psam_reader)
+    sim.present()
+
+    loaded = card_flows.load(sim, IssuerAuthority(keys), parse_yuan("100.00"), terminal_id, now)
+    load_ok = issuer.load_tac_ok(
+        keys, loaded.asn, loaded.balance_after_fen, loaded.counter,
+        pboc.Load(loaded.amount_fen, terminal_id), loaded.date_bcd, loaded.time_bcd, loaded.tac,
+    )  # fmt: skip
+    out.print(
+        f"load     {format_fen(loaded.amount_fen):>6} yuan  balance "
+        f"{format_fen(loaded.balance_after_fen):>6}  MAC2 from issuer  "
+        f"TAC {loaded.tac.hex().upper()} {'ok' if load_ok else 'BAD'}"
+    )
+
+    for n, yuan in enumerate(PURCHASES_YUAN):
+        result = card_flows.purchase(
+            sim, psam, parse_yuan(yuan), now + timedelta(minutes=5 * n + 5)
+        )
+        assert isinstance(result, PurchaseDone)
+        tac_ok = _purchase_tac_ok(keys, result, terminal_id)
+        out.print(
+            f"purchase {format_fen(result.amount_fen):>6} yuan  balance "
+            f"{format_fen(result.balance_after_fen):>6}  PSAM serial {result.terminal_serial}, "
+            f"MAC2 {'ok' if result.mac2_verified else 'BAD'}  "
+            f"TAC {result.tac.hex().upper()} {'ok' if tac_ok else 'BAD'}"
+        )
+
+    out.rule("torn purchase")
+    torn = card_flows.purchase(
+        LoseAnswerReader(sim, ins=0x54), psam, parse_yuan(TORN_PURCHASE_YUAN),
+        now + timedelta(minutes=30),
+    )  # fmt: skip
+    assert isinstance(torn, TornPurchase)
+    out.print(f"purchase {TORN_PURCHASE_YUAN} yuan: card pulled away during DEBIT, no answer")
+    sim.present()
+    out.print(f"same card back: ASN matches; GET TRANSACTION PROVE 06, counter {torn.counter + 1}")
+    recovered = card_flows.recover_purchase(sim, torn)
+    if recovered is None:
+        out.print("card says the debit did not happen: the purchase may be retried")
+    else:
+        tac_ok = _purchase_tac_ok(keys, recovered, terminal_id)
+        out.print(
+            f"card proves the debit happened: TAC {recovered.tac.hex().upper()} "
+            f"{'verified' if tac_ok else 'BAD'}; no second debit"
+        )
+
+    out.rule("the card now")
+    info = card_flows.read_card(sim)
+    sim_log = sim
+    expected = parse_yuan("100.00") - sum(
+        parse_yuan(y) for y in (*PURCHASES_YUAN, TORN_PURCHASE_YUAN)
+    )
+    out.print(
+        f"balance {format_fen(info.balance_fen)} yuan "
+        f"(100.00 loaded - {' - '.join((*PURCHASES_YUAN, TORN_PURCHASE_YUAN))} = "
+        f"{format_fen(expected)})"
+    )
+    table = Table("#", "date", "time", "type", "yuan", "counter", "terminal",
+                  title="card log (EF 0x18, newest first)")  # fmt: skip
+    for n in range(1, 11):
+        try:
+            raw = card_flows.send(sim_log, read_record(n), "READ RECORD")
+        except card_flows.CardRefused:
+            break
+        r = LogRecord.decode(raw)
+        d, t = r.date_bcd.hex(), r.time_bcd.hex()
+        table.add_row(
+            str(n), f"{d[:4]}-{d[4:6]}-{d[6:]}", f"{t[:2]}:{t[2:4]}:{t[4:]}",
+            TX_NAMES.get(r.tx_type, f"{r.tx_type:02X}"), format_fen(r.amount_fen),
+            str(r.counter), r.terminal_id.hex().upper(),
+        )  # fmt: skip
+    sim.pull()
+    out.print(table)
+    if info.balance_fen != expected:
+        raise AssertionError("demo balance does not add up")

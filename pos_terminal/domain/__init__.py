@@ -1,0 +1,1 @@
+"""Pure terminal logic: transaction flows driving card and PSAM by APDUs."""

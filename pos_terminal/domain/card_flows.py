@@ -1,0 +1,231 @@
+"""The card side of the terminal's flows (card.md §2-§5): purchase through the PSAM, load with
+an online MAC2, and recovery of a torn purchase or load by GET TRANSACTION PROVE.
+
+Pure: the caller passes the time and the links. A link that loses the card raises CardGone;
+the flows turn a CardGone at DEBIT/CREDIT into a ``Torn*`` result the caller recovers from,
+because only then may the card have committed without the terminal seeing the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from paycore import bcd, pboc
+from paycore.apdu import CommandApdu, decode_response
+from paycore.errors import DecodeError
+from paycore.money import format_fen
+from paycore.purse import (
+    KEY_INDEX,
+    PSAM_AID,
+    PURCHASE_LIMIT_FEN,
+    SFI_EF15,
+    WALLET_AID,
+    CreditForLoadRequest,
+    DebitRequest,
+    DebitResponse,
+    Ef15,
+    InitLoadResponse,
+    InitPurchaseResponse,
+    InitRequest,
+    ProveResponse,
+    SamInitRequest,
+    SamInitResponse,
+    credit_for_load,
+    debit_for_purchase,
+    get_balance,
+    get_transaction_prove,
+    initialize_for_load,
+    initialize_for_purchase,
+    read_binary,
+    sam_credit_purchase,
+    sam_init_purchase,
+    sam_read_terminal_id,
+    select_aid,
+)
+from paycore.sw import SW
+from pos_terminal.ports import ApduLink, LoadAuthority
+
+
+class FlowError(Exception):
+    """A flow that cannot go on; the message is one line for the merchant."""
+
+
+class CardGone(FlowError):  # noqa: N818 - an event
+    """The card left the field (or lost power) before it answered."""
+
+
+class CardRefused(FlowError):  # noqa: N818 - a verdict
+    def __init__(self, step: str, sw: int) -> None:
+        self.step = step
+        self.sw = sw
+        super().__init__(f"{step}: card answered {sw:04X}")
+
+
+def send(link: ApduLink, command: CommandApdu, step: str) -> bytes:
+    """Send one command; return its data on 9000, raise CardRefused otherwise."""
+    try:
+        response = decode_response(link.transmit(command.encode()))
+    except DecodeError as exc:
+        raise FlowError(f"{step}: malformed response ({exc})") from None
+    if response.sw != SW.OK:
+        raise CardRefused(step, response.sw)
+    return response.data
+
+
+@dataclass(frozen=True, slots=True)
+class CardInfo:
+    asn: bytes
+    ef15: Ef15
+    balance_fen: int
+
+
+def read_card(card: ApduLink) -> CardInfo:
+    send(card, select_aid(WALLET_AID), "SELECT wallet")
+    ef15 = Ef15.decode(send(card, read_binary(SFI_EF15), "READ EF15"))
+    balance = int.from_bytes(send(card, get_balance(), "GET BALANCE"), "big")
+    return CardInfo(ef15.asn, ef15, balance)
+
+
+@dataclass(frozen=True, slots=True)
+class Psam:
+    link: ApduLink
+    terminal_id: bytes
+    issuer_factor: bytes | None = None
+
+
+def open_psam(link: ApduLink, issuer_factor: bytes | None = None) -> Psam:
+    send(link, select_aid(PSAM_AID), "SELECT PSAM")
+    return Psam(link, send(link, sam_read_terminal_id(), "PSAM READ BINARY"), issuer_factor)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseDone:
+    asn: bytes
+    amount_fen: int
+    balance_after_fen: int
+    counter: int  # the offline counter INITIALIZE returned (the card's log holds counter + 1)
+    terminal_serial: int
+    date_bcd: bytes
+    time_bcd: bytes
+    tac: bytes
+    mac2_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TornPurchase:
+    """DEBIT was sent and no answer came: recover with the same card (recover_purchase)."""
+
+    asn: bytes
+    amount_fen: int
+    balance_before_fen: int
+    counter: int
+    terminal_serial: int
+    date_bcd: bytes
+    time_bcd: bytes
+
+
+def purchase(
+    card: ApduLink, psam: Psam, amount_fen: int, now: datetime
+) -> PurchaseDone | TornPurchase:
+    if not 0 < amount_fen < PURCHASE_LIMIT_FEN:
+        raise FlowError(f"amount {format_fen(amount_fen)} yuan: purchases are under 500.00 yuan")
+    info = read_card(card)
+    if amount_fen > info.balance_fen:
+        raise FlowError(f"insufficient balance: {format_fen(info.balance_fen)} yuan on the card")
+    init = InitPurchaseResponse.decode(
+        send(
+            card,
+            initialize_for_purchase(InitRequest(KEY_INDEX, amount_fen, psam.terminal_id)),
+            "INITIALIZE FOR PURCHASE",
+        )
+    )
+    date_bcd, time_bcd = bcd.date_time(now)
+    sam_request = SamInitRequest(
+        init.random4, init.offline_counter, amount_fen, pboc.TYPE_EP_PURCHASE, date_bcd,
+        time_bcd, init.key_version, init.alg_id, info.asn, psam.issuer_factor,
+    )  # fmt: skip
+    sam = SamInitResponse.decode(
+        send(psam.link, sam_init_purchase(sam_request), "INIT SAM FOR PURCHASE")
+    )
+    try:
+        debit = DebitResponse.decode(
+            send(
+                card,
+                debit_for_purchase(DebitRequest(sam.terminal_serial, date_bcd, time_bcd, sam.mac1)),
+                "DEBIT FOR PURCHASE",
+            )
+        )
+    except CardGone:
+        return TornPurchase(
+            info.asn, amount_fen, init.balance_fen, init.offline_counter,
+            sam.terminal_serial, date_bcd, time_bcd,
+        )  # fmt: skip
+    try:
+        send(psam.link, sam_credit_purchase(debit.mac2), "CREDIT SAM FOR PURCHASE")
+        verified = True
+    except CardRefused:
+        verified = False  # the debit happened; the TAC still proves it to the host
+    return PurchaseDone(
+        info.asn, amount_fen, init.balance_fen - amount_fen, init.offline_counter,
+        sam.terminal_serial, date_bcd, time_bcd, debit.tac, verified,
+    )  # fmt: skip
+
+
+def recover(
+    card: ApduLink, expected_asn: bytes, tx_type: int, counter: int
+) -> ProveResponse | None:
+    """card.md §4: the same card again, GET TRANSACTION PROVE with counter + 1.
+    Returns the proof if the transaction happened, None if it did not."""
+    info = read_card(card)
+    if info.asn != expected_asn:
+        raise FlowError("this is not the card of the interrupted transaction")
+    try:
+        return ProveResponse.decode(
+            send(card, get_transaction_prove(tx_type, counter + 1), "GET TRANSACTION PROVE")
+        )
+    except CardRefused:
+        return None
+
+
+def recover_purchase(card: ApduLink, torn: TornPurchase) -> PurchaseDone | None:
+    proof = recover(card, torn.asn, pboc.TYPE_EP_PURCHASE, torn.counter)
+    if proof is None:
+        return None
+    return PurchaseDone(
+        torn.asn, torn.amount_fen, torn.balance_before_fen - torn.amount_fen, torn.counter,
+        torn.terminal_serial, torn.date_bcd, torn.time_bcd, proof.tac, False,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LoadDone:
+    asn: bytes
+    amount_fen: int
+    balance_after_fen: int
+    counter: int
+    date_bcd: bytes
+    time_bcd: bytes
+    tac: bytes
+
+
+def load(
+    card: ApduLink, authority: LoadAuthority, amount_fen: int, terminal_id: bytes, now: datetime
+) -> LoadDone:
+    info = read_card(card)
+    init = InitLoadResponse.decode(
+        send(
+            card,
+            initialize_for_load(InitRequest(KEY_INDEX, amount_fen, terminal_id)),
+            "INITIALIZE FOR LOAD",
+        )
+    )
+    date_bcd, time_bcd = bcd.date_time(now)
+    mac2 = authority.authorise_load(info.asn, init, amount_fen, terminal_id, date_bcd, time_bcd)
+    tac = send(
+        card, credit_for_load(CreditForLoadRequest(date_bcd, time_bcd, mac2)), "CREDIT FOR LOAD"
+    )
+    return LoadDone(
+        info.asn, amount_fen, init.balance_fen + amount_fen, init.online_counter,
+        date_bcd, time_bcd, tac,
+    )  # fmt: skip
