@@ -60,7 +60,8 @@ def memory(report: Callable[[str], None], n: int = 20_000) -> None:
     t0 = time.perf_counter()
     samples = _run(sim, psam, n)
     elapsed = time.perf_counter() - t0
-    report(f"purchase in-process, memory store: {n / elapsed:8.0f} purchases/s   {summary_us(samples)}")
+    rate = n / elapsed
+    report(f"purchase in-process, memory store: {rate:8.0f} purchases/s   {summary_us(samples)}")
 
 
 def file_backed(report: Callable[[str], None], n: int = 1_000, fsync: bool = True) -> None:
@@ -80,7 +81,8 @@ def file_backed(report: Callable[[str], None], n: int = 1_000, fsync: bool = Tru
         samples = _run(sim, psam, n)
         elapsed = time.perf_counter() - t0
     label = "file store, fsync per commit" if fsync else "file store, no fsync"
-    report(f"purchase in-process, {label}: {n / elapsed:6.0f} purchases/s   {summary_us(samples)}")
+    rate = n / elapsed
+    report(f"purchase in-process, {label}: {rate:6.0f} purchases/s   {summary_us(samples)}")
 
 
 def run(report: Callable[[str], None]) -> None:
