@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from bench import card_purchase
@@ -14,9 +15,9 @@ def main() -> int:
     report("== card: full purchase in-process (wallet + PSAM + crypto) ==")
     card_purchase.run(report)
     report("== PC/SC: through a real pcscd + vpcd ==")
-    try:
-        from bench import pcsc_latency
-    except ImportError as exc:  # pyscard not installed: the [pcsc] extra
+    try:  # optional: needs pyscard (the [pcsc] extra) and pcscd
+        pcsc_latency = importlib.import_module("bench.pcsc_latency")
+    except ImportError as exc:
         report(f"skipped: {exc}")
         return 0
     pcsc_latency.run(report)
