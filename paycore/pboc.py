@@ -25,6 +25,11 @@ def _need(name: str, value: bytes, length: int) -> None:
         raise ValueError(f"{name} must be {length} bytes, got {len(value)}")
 
 
+def _need_key(name: str, key: bytes) -> None:
+    if len(key) != KEY_LEN:
+        raise BadKeyError(f"{name} must be {KEY_LEN} bytes, got {len(key)}")
+
+
 def diversify(master: bytes, factor: bytes) -> bytes:
     """Div(MK, F) = 3DES_MK(F) || 3DES_MK(F xor FF..FF)  (card.md §3)."""
     if len(master) != KEY_LEN:
@@ -47,6 +52,7 @@ def purchase_session_key(
     dpk: bytes, random4: bytes, offline_counter: int, terminal_serial: int
 ) -> bytes:
     """SESPK = 3DES_DPK(random(4) || offline counter(2) || low 2 bytes of terminal serial)."""
+    _need_key("DPK", dpk)
     _need("card random", random4, 4)
     block = random4 + offline_counter.to_bytes(2, "big") + (terminal_serial & 0xFFFF).to_bytes(2)
     return des_ecb_encrypt(dpk, block)
@@ -54,6 +60,7 @@ def purchase_session_key(
 
 def load_session_key(dlk: bytes, random4: bytes, online_counter: int) -> bytes:
     """SESLK = 3DES_DLK(random(4) || online counter(2) || 80 00)."""
+    _need_key("DLK", dlk)
     _need("card random", random4, 4)
     return des_ecb_encrypt(dlk, random4 + online_counter.to_bytes(2, "big") + b"\x80\x00")
 

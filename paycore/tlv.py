@@ -1,5 +1,6 @@
 """BER-TLV (ISO/IEC 8825-1 as used by ISO 7816-4 and EMV): tags of 1-3 bytes, definite lengths
-of up to 3 length bytes, nested constructed objects decoded on demand (depth limited)."""
+of up to 3 length bytes (non-minimal long forms accepted, as BER allows), nested constructed
+objects decoded on demand, one level per call."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from paycore.errors import DecodeError, EncodeError
 
 TAG_BYTES_MAX = 3
 LENGTH_MAX = 0xFFFFFF
-DEPTH_MAX = 8
 OBJECTS_MAX = 4096
 
 
@@ -72,13 +72,12 @@ def encode(objects: Iterable[Tlv]) -> bytes:
     return b"".join(o.encode() for o in objects)
 
 
-def decode(raw: bytes, *, _depth: int = 0) -> tuple[Tlv, ...]:
-    """Decode a sequence of BER-TLV objects filling ``raw`` exactly.
+def decode(raw: bytes) -> tuple[Tlv, ...]:
+    """Decode a sequence of BER-TLV objects filling ``raw`` exactly (one level: constructed
+    objects are decoded on demand by ``Tlv.children``, so nesting costs the caller, not us).
 
     Padding bytes 00 and FF between objects are not accepted: trailing garbage is an error.
     """
-    if _depth > DEPTH_MAX:
-        raise DecodeError("BER-TLV", 0, f"nesting deeper than {DEPTH_MAX}")
     out: list[Tlv] = []
     i, n = 0, len(raw)
     while i < n:
