@@ -21,6 +21,7 @@ def main() -> int:
         report(f"skipped: {exc}")
         return 0
     pcsc_latency.run(report)
+    importlib.import_module("bench.pcsc_purchase").run(report)
     return 0
 
 

@@ -245,8 +245,14 @@ def serve(
                 logger.warning("connection to vpcd at %s:%d dropped: %s", host, port, exc)
             except OSError as exc:
                 logger.warning("connection to vpcd at %s:%d failed: %s", host, port, exc)
+            except Exception:
+                # A bug of ours; card exceptions never get here (see _answer). Keep serving.
+                logger.exception("serving vpcd at %s:%d failed; reconnecting", host, port)
             else:
                 logger.info("stopped serving vpcd at %s:%d", host, port)
+                return
+        # Bounds the reconnect rate should vpcd keep dropping us at once.
+        stop.wait(_BACKOFF_FIRST_S)
 
 
 def _connect(
