@@ -83,6 +83,8 @@ def decode_image(raw: bytes, types: Mapping[str, AppletType]) -> CardImage:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CardImageError(f"not a card image (invalid JSON: {exc})") from None
+    except RecursionError:  # e.g. a file of 100,000 '[': the decoder gives up on the depth
+        raise CardImageError("not a card image (JSON nested too deeply)") from None
     if not isinstance(body, dict):
         raise CardImageError("not a card image (JSON is not an object)")
     if body.get("format") != FORMAT_NAME:

@@ -75,6 +75,7 @@ class Card:
         return self._image if self._image is not None else self._store.load()
 
     def power_on(self) -> bytes:
+        self.power_off()  # a reset whose image cannot be loaded leaves the card off, not half-reset
         image = self._store.load()
         self._image = image
         self._states = {i.aid: i.state for i in image.instances}

@@ -125,9 +125,20 @@ class TornPurchase:
     time_bcd: bytes
 
 
-def purchase(
-    card: ApduLink, psam: Psam, amount_fen: int, now: datetime
-) -> PurchaseDone | TornPurchase:
+@dataclass(frozen=True, slots=True)
+class PurchaseStarted:
+    """INITIALIZE FOR PURCHASE answered: what the terminal's 0200 carries (host_protocol.md §4,
+    DF01-DF07). The card keeps its session until the next command to it, so the terminal may
+    go online now and call ``finish_purchase`` after the host approved."""
+
+    asn: bytes
+    amount_fen: int
+    init: InitPurchaseResponse
+    psam_terminal_id: bytes
+
+
+def begin_purchase(card: ApduLink, psam: Psam, amount_fen: int) -> PurchaseStarted:
+    """Step 1 of a purchase: SELECT, READ EF15, GET BALANCE, INITIALIZE FOR PURCHASE."""
     if not 0 < amount_fen < PURCHASE_LIMIT_FEN:
         raise FlowError(f"amount {format_fen(amount_fen)} yuan: purchases are under 500.00 yuan")
     info = read_card(card)
@@ -140,10 +151,19 @@ def purchase(
             "INITIALIZE FOR PURCHASE",
         )
     )
+    return PurchaseStarted(info.asn, amount_fen, init, psam.terminal_id)
+
+
+def finish_purchase(
+    card: ApduLink, psam: Psam, started: PurchaseStarted, now: datetime
+) -> PurchaseDone | TornPurchase:
+    """Step 2 (no other command to the card in between): INIT SAM FOR PURCHASE, DEBIT FOR
+    PURCHASE, CREDIT SAM FOR PURCHASE."""
+    init, amount_fen = started.init, started.amount_fen
     date_bcd, time_bcd = bcd.date_time(now)
     sam_request = SamInitRequest(
         init.random4, init.offline_counter, amount_fen, pboc.TYPE_EP_PURCHASE, date_bcd,
-        time_bcd, init.key_version, init.alg_id, info.asn, psam.issuer_factor,
+        time_bcd, init.key_version, init.alg_id, started.asn, psam.issuer_factor,
     )  # fmt: skip
     sam = SamInitResponse.decode(
         send(psam.link, sam_init_purchase(sam_request), "INIT SAM FOR PURCHASE")
@@ -158,18 +178,25 @@ def purchase(
         )
     except CardGone:
         return TornPurchase(
-            info.asn, amount_fen, init.balance_fen, init.offline_counter,
+            started.asn, amount_fen, init.balance_fen, init.offline_counter,
             sam.terminal_serial, date_bcd, time_bcd,
         )  # fmt: skip
     try:
         send(psam.link, sam_credit_purchase(debit.mac2), "CREDIT SAM FOR PURCHASE")
         verified = True
-    except CardRefused:
+    except (CardRefused, CardGone):  # a PSAM gone here must not lose a purchase the card made
         verified = False  # the debit happened; the TAC still proves it to the host
     return PurchaseDone(
-        info.asn, amount_fen, init.balance_fen - amount_fen, init.offline_counter,
+        started.asn, amount_fen, init.balance_fen - amount_fen, init.offline_counter,
         sam.terminal_serial, date_bcd, time_bcd, debit.tac, verified,
     )  # fmt: skip
+
+
+def purchase(
+    card: ApduLink, psam: Psam, amount_fen: int, now: datetime
+) -> PurchaseDone | TornPurchase:
+    """An offline purchase: ``begin_purchase`` then ``finish_purchase``."""
+    return finish_purchase(card, psam, begin_purchase(card, psam, amount_fen), now)
 
 
 def recover(
@@ -209,9 +236,20 @@ class LoadDone:
     tac: bytes
 
 
-def load(
-    card: ApduLink, authority: LoadAuthority, amount_fen: int, terminal_id: bytes, now: datetime
-) -> LoadDone:
+@dataclass(frozen=True, slots=True)
+class LoadStarted:
+    """INITIALIZE FOR LOAD answered: what the terminal's load (or refund) 0200 carries
+    (DF01-DF07, DF0B MAC1, DF0D random). ``finish_load`` follows with the host's MAC2."""
+
+    asn: bytes
+    amount_fen: int
+    terminal_id: bytes
+    init: InitLoadResponse
+
+
+def begin_load(card: ApduLink, amount_fen: int, terminal_id: bytes) -> LoadStarted:
+    """Step 1 of a load (or of a refund, a load on the card): SELECT, READ EF15, GET BALANCE,
+    INITIALIZE FOR LOAD."""
     info = read_card(card)
     init = InitLoadResponse.decode(
         send(
@@ -220,12 +258,31 @@ def load(
             "INITIALIZE FOR LOAD",
         )
     )
-    date_bcd, time_bcd = bcd.date_time(now)
-    mac2 = authority.authorise_load(info.asn, init, amount_fen, terminal_id, date_bcd, time_bcd)
+    return LoadStarted(info.asn, amount_fen, terminal_id, init)
+
+
+def finish_load(
+    card: ApduLink, started: LoadStarted, date_bcd: bytes, time_bcd: bytes, mac2: bytes
+) -> LoadDone:
+    """Step 2 (no other command to the card in between): CREDIT FOR LOAD with the issuer's
+    MAC2 over ``date_bcd`` and ``time_bcd`` (the host's DF09 when the host sent MAC2)."""
+    init = started.init
     tac = send(
         card, credit_for_load(CreditForLoadRequest(date_bcd, time_bcd, mac2)), "CREDIT FOR LOAD"
     )
     return LoadDone(
-        info.asn, amount_fen, init.balance_fen + amount_fen, init.online_counter,
-        date_bcd, time_bcd, tac,
+        started.asn, started.amount_fen, init.balance_fen + started.amount_fen,
+        init.online_counter, date_bcd, time_bcd, tac,
     )  # fmt: skip
+
+
+def load(
+    card: ApduLink, authority: LoadAuthority, amount_fen: int, terminal_id: bytes, now: datetime
+) -> LoadDone:
+    """A load with an in-process authority: ``begin_load``, MAC2, ``finish_load``."""
+    started = begin_load(card, amount_fen, terminal_id)
+    date_bcd, time_bcd = bcd.date_time(now)
+    mac2 = authority.authorise_load(
+        started.asn, started.init, amount_fen, terminal_id, date_bcd, time_bcd
+    )
+    return finish_load(card, started, date_bcd, time_bcd, mac2)

@@ -17,7 +17,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pcsc_env import (
+
+from card_applet_sim.adapters.pcscd_process import (
+    PcscdBusyError,
+    PcscdProcess,
+    sigterm_as_keyboard_interrupt,
+    write_vpcd_reader_config,
+)
+from card_applet_sim.ports import SmartCard
+from tests.integration.pcsc_env import (
     CARD_WAIT_S,
     PORTS,
     READER_SLOT0,
@@ -28,14 +36,6 @@ from pcsc_env import (
     require_pcsc_stack,
     wait_for_card,
 )
-
-from card_applet_sim.adapters.pcscd_process import (
-    PcscdBusyError,
-    PcscdProcess,
-    sigterm_as_keyboard_interrupt,
-    write_vpcd_reader_config,
-)
-from card_applet_sim.ports import SmartCard
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from pcsc_env import READER_SLOT0, READER_SLOT1, PcscConnect, ServeCard, wait_for_presence
 
 from acquiring.domain import issuer
 from card_applet_sim import bootstrap
@@ -24,6 +23,13 @@ from paycore import issuer_keys, pboc
 from paycore.issuer_keys import IssuerKeys
 from paycore.purse import WALLET_AID
 from pos_terminal.domain import card_flows
+from tests.integration.pcsc_env import (
+    READER_SLOT0,
+    READER_SLOT1,
+    PcscConnect,
+    ServeCard,
+    wait_for_presence,
+)
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.timeout(180)]
 

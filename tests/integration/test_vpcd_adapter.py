@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pcsc_env import (
+
+from card_applet_sim.adapters import vpcd
+from card_applet_sim.adapters.pcscd_process import PcscdProcess
+from tests.integration.pcsc_env import (
     READER_SLOT0,
     READER_SLOT1,
     PcscConnect,
@@ -21,9 +24,6 @@ from pcsc_env import (
     card_present,
     wait_for_card,
 )
-
-from card_applet_sim.adapters import vpcd
-from card_applet_sim.adapters.pcscd_process import PcscdProcess
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.timeout(120)]
 
