@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +23,9 @@ from card_applet_sim.domain.errors import CardImageError
 FORMAT_NAME = "nfcpay.card-image"
 FORMAT_VERSION = 1
 KINDS = ("sim", "psam")
+#: Which applet types each kind of card may carry (a PSAM is not a SIM).
+KIND_APPLET_TYPES = {"sim": frozenset({"wallet"}), "psam": frozenset({"psam"})}
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 IMAGE_BYTES_MAX = 1 << 20
 INSTANCES_MAX = 16
 
@@ -106,7 +110,14 @@ def decode_image(raw: bytes, types: Mapping[str, AppletType]) -> CardImage:
     raw_instances = body.get("instances")
     if not isinstance(raw_instances, list) or len(raw_instances) > INSTANCES_MAX:
         raise CardImageError("instances must be a list of at most 16 entries")
-    return CardImage(kind, tuple(_instance(n, r, types) for n, r in enumerate(raw_instances)))
+    instances = tuple(_instance(n, r, types) for n, r in enumerate(raw_instances))
+    aids = [i.aid for i in instances]
+    if len(set(aids)) != len(aids):
+        raise CardImageError("two instances share one AID")
+    for inst in instances:
+        if inst.type_name not in KIND_APPLET_TYPES[kind]:
+            raise CardImageError(f"a {kind} card cannot carry a {inst.type_name} applet")
+    return CardImage(kind, instances)
 
 
 def _instance(n: int, obj: Any, types: Mapping[str, AppletType]) -> Instance:
@@ -138,10 +149,9 @@ def hex_field(
     prefix = f"{where}." if where else ""
     if not isinstance(value, str):
         raise CardImageError(f"{prefix}{name}: expected hex text")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise CardImageError(f"{prefix}{name}: not hex") from None
+    if not _HEX.fullmatch(value):
+        raise CardImageError(f"{prefix}{name}: not hex")
+    raw = bytes.fromhex(value)
     if len(raw) not in lengths:
         raise CardImageError(f"{prefix}{name}: {len(raw)} bytes is not a valid length")
     return raw

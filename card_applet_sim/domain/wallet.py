@@ -405,7 +405,7 @@ class WalletApplet:
         if not isinstance(raw_log, list) or len(raw_log) > LOG_RECORDS_MAX:
             raise CardImageError("log: expected a list of at most 10 records")
         log = tuple(
-            hex_field({"r": r}, "r", f"log[{i}]", lengths=(LOG_RECORD_LEN,))
+            hex_field({f"log[{i}]": r}, f"log[{i}]", lengths=(LOG_RECORD_LEN,))
             for i, r in enumerate(raw_log)
         )
         raw_proofs = obj["proofs"]

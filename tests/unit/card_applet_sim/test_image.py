@@ -311,3 +311,30 @@ def test_other_keys_give_other_images(keys: IssuerKeys) -> None:
     one = encode_image(sim_image(keys), bootstrap.APPLET_TYPES)
     two = encode_image(sim_image(make_keys(9)), bootstrap.APPLET_TYPES)
     assert one != two
+
+
+def test_an_image_with_two_instances_of_one_aid_is_refused(
+    tmp_path: Path, keys: IssuerKeys
+) -> None:
+    path = saved(tmp_path, sim_image(keys))
+    edit_with_checksum(path, lambda body: body["instances"].append(body["instances"][0]))
+    assert refused(path) == f"{path}: two instances share one AID"
+
+
+def test_a_sim_image_carrying_a_psam_applet_is_refused(tmp_path: Path, keys: IssuerKeys) -> None:
+    path = saved(tmp_path, psam_image(keys), "psam.card")
+    edit_with_checksum(path, lambda body: body.update(kind="sim"))
+    assert refused(path) == f"{path}: a sim card cannot carry a psam applet"
+
+
+@pytest.mark.parametrize("value", ["4E 46", "4E4", "4e46zz", "0x4E46"])
+def test_hex_fields_are_strict(tmp_path: Path, keys: IssuerKeys, value: str) -> None:
+    path = saved(tmp_path, sim_image(keys))
+    edit_with_checksum(path, lambda body: state_of(body).update(dpk=value))
+    assert refused(path) == f"{path}: instances[0].state.dpk: not hex"
+
+
+def test_a_bad_log_record_is_named_by_its_index(tmp_path: Path, keys: IssuerKeys) -> None:
+    path = saved(tmp_path, sim_image(keys))
+    edit_with_checksum(path, lambda body: state_of(body).update(log=["00" * 23, "00" * 22]))
+    assert refused(path) == f"{path}: instances[0].state.log[1]: 22 bytes is not a valid length"
