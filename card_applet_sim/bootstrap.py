@@ -11,6 +11,8 @@ from card_applet_sim.domain.applet import AppletType, RandomSource
 from card_applet_sim.domain.atr import PSAM_ATR, SIM_ATR
 from card_applet_sim.domain.errors import CardImageError
 from card_applet_sim.domain.image import CardImage, encode_image
+from card_applet_sim.domain.isd import IsdApplet, IsdOtaTarget, IsdScp80Keys
+from card_applet_sim.domain.ota_receiver import TAR_ISD, OtaReceiver
 from card_applet_sim.domain.psam import PsamApplet
 from card_applet_sim.domain.runtime import Card
 from card_applet_sim.domain.wallet import WalletApplet
@@ -28,13 +30,25 @@ APPLET_TYPES: Mapping[str, AppletType] = {
             WalletApplet.state_from_json,
         ),
         AppletType("psam", None, PsamApplet, PsamApplet.state_to_json, PsamApplet.state_from_json),
+        AppletType(
+            "isd",
+            None,
+            IsdApplet,
+            IsdApplet.state_to_json,
+            IsdApplet.state_from_json,
+            manages_content=True,
+        ),
     )
 }
 ATR_BY_KIND = {"sim": SIM_ATR, "psam": PSAM_ATR}
 
 
 def card_on_store(store: CardStore, kind: str, random_bytes: RandomSource = os.urandom) -> Card:
-    return Card(store, atr=ATR_BY_KIND[kind], applet_types=APPLET_TYPES, random_bytes=random_bytes)
+    """A card on its store; a SIM also gets the OTA receiver (ENVELOPE to the ISD, TAR 000000)."""
+    ota = OtaReceiver({TAR_ISD: IsdOtaTarget()}, IsdScp80Keys()) if kind == "sim" else None
+    return Card(
+        store, atr=ATR_BY_KIND[kind], applet_types=APPLET_TYPES, random_bytes=random_bytes, ota=ota
+    )
 
 
 def memory_card(

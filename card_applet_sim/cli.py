@@ -22,6 +22,7 @@ from card_applet_sim.adapters import vpcd
 from card_applet_sim.adapters.keyfile import read_keys, write_keys
 from card_applet_sim.domain import issuance
 from card_applet_sim.domain.image import CardImage
+from card_applet_sim.domain.isd_state import IsdState
 from card_applet_sim.domain.psam import PsamState
 from card_applet_sim.domain.runtime import Card
 from card_applet_sim.domain.wallet import WalletState
@@ -65,16 +66,36 @@ def keys_new(
 
 @card_app.command("new")
 def card_new(
-    keys: KeysOpt,
-    asn: Annotated[str, typer.Option("--asn", help="Application serial number, 16 digits.")],
     out: OutOpt,
+    keys: Annotated[
+        Path | None, typer.Option("--keys", help="Issuer key file.", dir_okay=False)
+    ] = None,
+    asn: Annotated[
+        str | None, typer.Option("--asn", help="Application serial number, 16 digits.")
+    ] = None,
     balance: Annotated[str, typer.Option("--balance", help="Initial balance in yuan.")] = "0",
     pin: Annotated[str | None, typer.Option("--pin", help="Turn the load PIN check on.")] = None,
     iccid: Annotated[str | None, typer.Option("--iccid", help="ICCID digits for EF16.")] = None,
     msisdn: Annotated[str, typer.Option("--msisdn", help="MSISDN digits for EF16.")] = "",
     force: ForceOpt = False,
+    blank: Annotated[
+        bool,
+        typer.Option(
+            "--blank",
+            help="A blank SIM: the issuer security domain only, with test key sets; "
+            "the wallet comes over the air (ota.md).",
+        ),
+    ] = False,
 ) -> None:
     """Issue a personalised SIM image: EF15, EF16 and the diversified DPK/DLK/DTK."""
+    if blank:
+        if keys is not None or asn is not None or pin is not None or balance != "0":
+            raise CliInputError("--blank takes no --keys, --asn, --balance or --pin")
+        _save(out, issuance.new_blank_sim_image(), force)
+        typer.echo(f"wrote a blank SIM (issuer security domain, test keys) to {out}")
+        return
+    if keys is None or asn is None:
+        raise CliInputError("--keys and --asn are needed (or --blank)")
     asn_bcd = issuance.parse_asn(asn)
     balance_fen = parse_yuan(balance)
     pin_bcd = issuance.parse_pin(pin) if pin is not None else None
@@ -144,7 +165,15 @@ def card_apdu(
 def _show(card: Card) -> None:
     for inst in card.image.instances:
         state = inst.state
-        if isinstance(state, WalletState):
+        if isinstance(state, WalletState) and state.life != "personalized":
+            typer.echo(f"wallet {inst.aid.hex().upper()}  {state.life}, not personalised yet")
+        elif isinstance(state, IsdState):
+            sets = " ".join(f"{k.kvn:02X}:{k.scp}" for k in state.key_sets)
+            typer.echo(
+                f"isd {inst.aid.hex().upper()}  card {state.card_life}  key sets {sets}  "
+                f"load files {len(state.load_files)}"
+            )
+        elif isinstance(state, WalletState):
             ef15, ef16 = Ef15.decode(state.ef15), Ef16.decode(state.ef16)
             typer.echo(f"wallet {inst.aid.hex().upper()}  ASN {ef15.asn.hex()}  ICCID {ef16.iccid}")
             typer.echo(

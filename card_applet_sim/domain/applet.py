@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paycore.apdu import CommandApdu
 from paycore.sw import SW
+
+if TYPE_CHECKING:
+    from card_applet_sim.domain.image import Instance
 
 RandomSource = Callable[[int], bytes]
 JsonObject = dict[str, Any]
@@ -25,6 +28,10 @@ class Reply:
     data: bytes = b""
     #: The applet's new persistent state, to be committed with the response; None = unchanged.
     state: object | None = None
+    #: Card content management only (a ``ContentManager``, ota.md §1): the card's whole new
+    #: instance tuple (the manager's own new state included), committed as one image in place
+    #: of ``state``; instances may appear, disappear or change. None = unchanged.
+    instances: tuple[Instance, ...] | None = None
 
 
 def status(sw: int) -> Reply:
@@ -54,6 +61,20 @@ class Applet(Protocol):
     def process(self, state: Any, apdu: CommandApdu) -> Reply: ...
 
 
+class ContentManager(Applet, Protocol):
+    """An applet that manages the card's content: the issuer security domain (ota.md §1). The
+    runtime hands it the card's instances with each command; its Reply may carry a new
+    instance tuple (INSTALL, DELETE, STORE DATA into another applet, SET STATUS)."""
+
+    def process_content(
+        self, state: Any, apdu: CommandApdu, instances: tuple[Instance, ...]
+    ) -> Reply: ...
+
+    def admits(self, state: Any, aid: bytes) -> bool:
+        """Whether the applet ``aid`` may be selected now (not once the card is locked)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class AppletType:
     """The class side of an applet: its name in the card image, the FID of its DF (if it can
@@ -64,3 +85,5 @@ class AppletType:
     factory: Callable[[bytes, RandomSource], Applet]
     state_to_json: Callable[[Any], JsonObject]
     state_from_json: Callable[[Mapping[str, Any]], object]
+    #: True for a ContentManager type (at most one instance per card).
+    manages_content: bool = False

@@ -24,7 +24,7 @@ FORMAT_NAME = "nfcpay.card-image"
 FORMAT_VERSION = 1
 KINDS = ("sim", "psam")
 #: Which applet types each kind of card may carry (a PSAM is not a SIM).
-KIND_APPLET_TYPES = {"sim": frozenset({"wallet"}), "psam": frozenset({"psam"})}
+KIND_APPLET_TYPES = {"sim": frozenset({"wallet", "isd"}), "psam": frozenset({"psam"})}
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 IMAGE_BYTES_MAX = 1 << 20
 INSTANCES_MAX = 16
@@ -117,6 +117,8 @@ def decode_image(raw: bytes, types: Mapping[str, AppletType]) -> CardImage:
     for inst in instances:
         if inst.type_name not in KIND_APPLET_TYPES[kind]:
             raise CardImageError(f"a {kind} card cannot carry a {inst.type_name} applet")
+    if sum(types[i.type_name].manages_content for i in instances) > 1:
+        raise CardImageError("a card carries at most one issuer security domain")
     return CardImage(kind, instances)
 
 
@@ -166,7 +168,10 @@ def int_field(obj: Mapping[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
-def exact_keys(obj: Mapping[str, Any], keys: set[str]) -> None:
-    missing, extra = keys - set(obj), set(obj) - keys
+def exact_keys(
+    obj: Mapping[str, Any], keys: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    """``obj`` has every key of ``keys``, may have those of ``optional``, and nothing else."""
+    missing, extra = keys - set(obj), set(obj) - keys - optional
     if missing or extra:
         raise CardImageError(f"fields: missing {sorted(missing)}, unknown {sorted(extra)}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 
-from card_applet_sim.domain.applet import Applet, AppletType, RandomSource, Reply
+from card_applet_sim.domain.applet import Applet, AppletType, ContentManager, RandomSource, Reply
 from card_applet_sim.domain.errors import PowerLoss
-from card_applet_sim.domain.image import CardImage
+from card_applet_sim.domain.image import CardImage, Instance
+from card_applet_sim.domain.ota_receiver import CLA_PROACTIVE, OTA_INS, OtaReceiver
 from card_applet_sim.ports import CardStore
 from paycore.apdu import CommandApdu, decode_command
 from paycore.errors import DecodeError
@@ -48,8 +50,10 @@ class Card:
         atr: bytes,
         applet_types: Mapping[str, AppletType],
         random_bytes: RandomSource,
+        ota: OtaReceiver | None = None,
     ) -> None:
         self._store = store
+        self._ota = ota  # ota.md §2: ENVELOPE / FETCH / TERMINAL RESPONSE (SIMs with an ISD)
         self._atr = atr
         self._types = applet_types
         self._random = random_bytes
@@ -58,6 +62,7 @@ class Card:
         self._states: dict[bytes, object] = {}
         self._channels: dict[int, bytes | None] = {}
         self._fids: dict[bytes, int | None] = {}
+        self._managers: dict[bytes, ContentManager] = {}  # the ISD (ota.md §1)
 
     # --- power ---------------------------------------------------------------------------
 
@@ -79,11 +84,11 @@ class Card:
         image = self._store.load()
         self._image = image
         self._states = {i.aid: i.state for i in image.instances}
-        self._applets = {
-            i.aid: self._types[i.type_name].factory(i.aid, self._random) for i in image.instances
-        }
-        self._fids = {i.aid: self._types[i.type_name].fid for i in image.instances}
+        self._applets, self._fids = {}, {}
+        self._add_applets(image.instances)
         self._channels = {0: None}
+        if self._ota is not None:
+            self._ota.reset()
         return self._atr
 
     def reset(self) -> bytes:
@@ -94,6 +99,9 @@ class Card:
         self._applets = {}
         self._states = {}
         self._channels = {}
+        self._managers = {}
+        if self._ota is not None:
+            self._ota.reset()
 
     # --- APDUs ---------------------------------------------------------------------------
 
@@ -105,8 +113,12 @@ class Card:
         except DecodeError:
             return _sw(SW.WRONG_LENGTH)
         try:
+            if self._ota is not None and command.cla == CLA_PROACTIVE and command.ins in OTA_INS:
+                return self._ota_command(command)
             reply = self._dispatch(command)
-            if reply.state is not None:
+            if reply.instances is not None:
+                self._commit_content(reply.instances)
+            elif reply.state is not None:
                 self._commit(command, reply.state)
         except PowerLoss:
             self.power_off()
@@ -117,6 +129,7 @@ class Card:
         data = reply.data if _keeps_data(reply.sw) else b""
         if (
             reply.state is None
+            and reply.instances is None
             and command.le is not None
             and command.le < len(data)
             and reply.sw == SW.OK
@@ -134,6 +147,15 @@ class Card:
         self._store.commit(new_image)
         self._image = new_image
         self._states[aid] = state
+
+    # --- OTA (ota.md §2): on the basic channel, before applet dispatch ------------------------
+
+    def _ota_command(self, command: CommandApdu) -> bytes:
+        assert self._image is not None and self._ota is not None
+        reply = self._ota.handle(self._image, command)
+        if reply.image is not None:  # the counter and every effect: one commit (ADR 0002)
+            self._commit_content(reply.image.instances)
+        return reply.encode()
 
     def _dispatch(self, c: CommandApdu) -> Reply:
         cla = c.cla
@@ -161,6 +183,9 @@ class Card:
             if c.ins in (0xB0, 0xB2):
                 return Reply(SW.FILE_NOT_FOUND)
             return Reply(SW.INS_NOT_SUPPORTED)
+        manager = self._managers.get(aid)
+        if manager is not None:
+            return manager.process_content(self._states[aid], c, self._image_now().instances)
         return self._applets[aid].process(self._states[aid], c)
 
     # --- logical channels (ISO/IEC 7816-4 §11.1.2) ---------------------------------------
@@ -234,9 +259,51 @@ class Card:
         for other, selected in self._channels.items():
             if other != channel and selected == aid:  # applets here are not multi-selectable
                 return Reply(SW.CONDITIONS_NOT_SATISFIED)
+        if aid not in self._managers and not all(
+            m.admits(self._states[m_aid], aid) for m_aid, m in self._managers.items()
+        ):
+            return Reply(SW.FILE_NOT_FOUND)  # GP: a locked card selects only its ISD
         self._deselect(channel)
         result = self._applets[aid].select(self._states[aid])
         if result.selected:
             self._channels[channel] = aid
         reply = result.reply
         return reply if with_fci else Reply(reply.sw)
+
+    # --- card content management (ota.md §1): a ContentManager's whole new content ---------
+
+    def _image_now(self) -> CardImage:
+        assert self._image is not None
+        return self._image
+
+    def _add_applets(self, instances: tuple[Instance, ...]) -> None:
+        for inst in instances:
+            applet_type = self._types[inst.type_name]
+            applet = applet_type.factory(inst.aid, self._random)
+            self._applets[inst.aid] = applet
+            self._fids[inst.aid] = applet_type.fid
+            if applet_type.manages_content:
+                self._managers[inst.aid] = cast(ContentManager, applet)
+
+    def _commit_content(self, instances: tuple[Instance, ...]) -> None:
+        """Commit a new instance tuple as one image, then follow it: applets of deleted
+        instances leave their channels, new instances get applet objects."""
+        image = self._image_now()
+        aids = [i.aid for i in instances]
+        assert len(set(aids)) == len(aids), "two instances share one AID"
+        new_image = CardImage(image.kind, instances)
+        self._store.commit(new_image)
+        self._image = new_image
+        gone = set(self._applets) - set(aids)
+        for channel, selected in self._channels.items():
+            if selected in gone:
+                self._deselect(channel)
+        for aid in gone:
+            del self._applets[aid], self._fids[aid]
+            self._managers.pop(aid, None)
+        for inst in instances:  # changed from outside: drop the applet's sessions, PIN state
+            known = inst.aid in self._applets and inst.aid not in self._managers
+            if known and self._states[inst.aid] is not inst.state:
+                self._applets[inst.aid].deselect()
+        self._add_applets(tuple(i for i in instances if i.aid not in self._applets))
+        self._states = {i.aid: i.state for i in instances}

@@ -47,6 +47,11 @@ PIN_TRIES_MAX = 3
 PIN_BYTES_MIN, PIN_BYTES_MAX = 2, 6
 Status = Literal["active", "blocked", "locked"]
 STATUSES: tuple[Status, ...] = ("active", "blocked", "locked")
+#: GP application life cycle (ota.md §1). An ISD-installed wallet starts empty (no EF15, EF16
+#: or keys) and refuses every command with 6985 until STORE DATA completes it; INSTALLED is not
+#: even selectable. GP's LOCKED bit is ``status == "blocked"``, orthogonal to the life cycle.
+Life = Literal["installed", "selectable", "personalized"]
+LIVES: tuple[Life, ...] = ("installed", "selectable", "personalized")
 PROVE_TYPES = (pboc.TYPE_ED_LOAD, pboc.TYPE_EP_LOAD, pboc.TYPE_ED_PURCHASE, pboc.TYPE_EP_PURCHASE)
 
 
@@ -77,9 +82,17 @@ class WalletState:
     pin_tries_left: int = PIN_TRIES_MAX
     ceiling_fen: int = BALANCE_CEILING_FEN
     status: Status = "active"
+    life: Life = "personalized"
+    #: STORE DATA DGI 9001 matched the keys of DGI 8001 (always True once PERSONALIZED).
+    keys_confirmed: bool = True
 
     def __post_init__(self) -> None:
         # Pair assertions: checked when written, checked again when read back from the image.
+        assert self.life in LIVES
+        if self.life == "personalized":
+            assert len(self.ef15) == EF15_LEN and len(self.ef16) == EF16_LEN
+            assert len(self.dpk) == len(self.dlk) == len(self.dtk) == 16
+            assert self.keys_confirmed
         assert 0 <= self.balance_fen <= self.ceiling_fen
         assert 0 <= self.online_counter <= COUNTER_MAX
         assert 0 <= self.offline_counter <= COUNTER_MAX
@@ -133,6 +146,8 @@ class WalletApplet:
 
     def select(self, state: WalletState) -> SelectReply:
         self.deselect()
+        if state.life == "installed":  # GP: not selectable before INSTALL [for make selectable]
+            return SelectReply(Reply(SW.FILE_NOT_FOUND), selected=False)
         if state.status == "blocked":  # GP LOCKED by OTA (ota.md §1)
             return SelectReply(Reply(SW.SELECTED_FILE_INVALIDATED), selected=False)
         if state.status == "locked":
@@ -157,6 +172,8 @@ class WalletApplet:
             return Reply(SW.CLA_NOT_SUPPORTED)  # no secure messaging on the wallet
         if state.status == "blocked":
             return Reply(APPLICATION_BLOCKED)
+        if state.life != "personalized":  # ota.md §1: not PERSONALIZED refuses with 6985
+            return Reply(SW.CONDITIONS_NOT_SATISFIED)
         if not c.cla & 0x80:
             handler = _ISO.get(c.ins)
             if handler is None:
@@ -395,11 +412,21 @@ class WalletApplet:
             "pin": state.pin_bcd.hex().upper() if state.pin_bcd is not None else None,
             "pin_tries_left": state.pin_tries_left,
             "status": state.status,
+            "life": state.life,
+            "keys_confirmed": state.keys_confirmed,
         }
 
     @staticmethod
     def state_from_json(obj: Mapping[str, Any]) -> WalletState:
-        exact_keys(obj, _STATE_KEYS)
+        exact_keys(obj, _STATE_KEYS, _OPTIONAL_KEYS)
+        life = obj.get("life", "personalized")  # images of version 1 without it: personalised
+        if life not in LIVES:
+            raise CardImageError(f"life: {life!r} is not one of {LIVES}")
+        keys_confirmed = obj.get("keys_confirmed", True)
+        if not isinstance(keys_confirmed, bool):
+            raise CardImageError("keys_confirmed: expected true or false")
+        # Before PERSONALIZED, EF15, EF16 and the keys may still be empty (not stored yet).
+        empty = (0,) if life != "personalized" else ()
         ceiling = int_field(obj, "ceiling_fen", 1, 0xFFFFFFFF)
         raw_log = obj["log"]
         if not isinstance(raw_log, list) or len(raw_log) > LOG_RECORDS_MAX:
@@ -433,11 +460,11 @@ class WalletApplet:
             raise CardImageError(f"status: {status!r} is not one of {STATUSES}")
         balance = int_field(obj, "balance_fen", 0, ceiling)
         return WalletState(
-            ef15=hex_field(obj, "ef15", lengths=(EF15_LEN,)),
-            ef16=hex_field(obj, "ef16", lengths=(EF16_LEN,)),
-            dpk=hex_field(obj, "dpk", lengths=(16,)),
-            dlk=hex_field(obj, "dlk", lengths=(16,)),
-            dtk=hex_field(obj, "dtk", lengths=(16,)),
+            ef15=hex_field(obj, "ef15", lengths=(*empty, EF15_LEN)),
+            ef16=hex_field(obj, "ef16", lengths=(*empty, EF16_LEN)),
+            dpk=hex_field(obj, "dpk", lengths=(*empty, 16)),
+            dlk=hex_field(obj, "dlk", lengths=(*empty, 16)),
+            dtk=hex_field(obj, "dtk", lengths=(*empty, 16)),
             key_version=int_field(obj, "key_version", 0, 0xFF),
             balance_fen=balance,
             online_counter=int_field(obj, "online_counter", 0, COUNTER_MAX),
@@ -448,6 +475,8 @@ class WalletApplet:
             pin_tries_left=int_field(obj, "pin_tries_left", 0, PIN_TRIES_MAX),
             ceiling_fen=ceiling,
             status=status,
+            life=life,
+            keys_confirmed=keys_confirmed,
         )
 
 
@@ -455,6 +484,7 @@ _STATE_KEYS = {
     "ef15", "ef16", "dpk", "dlk", "dtk", "key_version", "balance_fen", "ceiling_fen",
     "online_counter", "offline_counter", "log", "proofs", "pin", "pin_tries_left", "status",
 }  # fmt: skip
+_OPTIONAL_KEYS = frozenset({"life", "keys_confirmed"})
 
 _ISO = {
     0xA4: WalletApplet._select_ef,
