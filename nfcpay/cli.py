@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from acquiring import cli as acquiring_cli
 from card_applet_sim import cli as card_cli
 from card_applet_sim.domain.errors import CardSimError
 from card_applet_sim.domain.issuance import IssuanceError
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(card_cli.keys_app, name="keys")
 app.add_typer(card_cli.card_app, name="card")
 app.add_typer(card_cli.psam_app, name="psam")
+app.add_typer(acquiring_cli.app, name="host")
 
 
 @app.command("demo")
@@ -42,6 +44,7 @@ BAD_INPUT = (
     CardSimError,
     IssuanceError,
     card_cli.CliInputError,
+    acquiring_cli.HostCliError,
     FileNotFoundError,
     FileExistsError,
     IsADirectoryError,

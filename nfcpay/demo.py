@@ -1,8 +1,13 @@
 """`make demo`: the chain as far as it is built, on embedded defaults, printed step by step.
 
-Today (issue 2): issuer keys, a SIM and a PSAM in a temp folder; a load of 100.00 yuan with the
-issuer's MAC2; three purchases through the PSAM; a torn purchase recovered with GET TRANSACTION
-PROVE; the balance and the card's log. Every TAC is checked with the issuer's keys.
+The card (issue 2): issuer keys, a SIM and a PSAM in a temp folder; a load of 100.00 yuan with
+the issuer's MAC2; three purchases through the PSAM; a torn purchase recovered with GET
+TRANSACTION PROVE; the balance and the card's log. Every TAC is checked with the issuer's keys.
+
+The host (issue 3): the acquiring host on embedded SQLite in the same folder, with the issuer,
+a merchant, a terminal and the card registered; the same SIM and PSAM go online through the
+terminal's ISO 8583 link over TCP: sign-on, a load, purchases, a refund, settlement; then the
+transactions the host captured.
 """
 
 from __future__ import annotations
@@ -18,14 +23,25 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
+from acquiring.cli import transactions_table
 from acquiring.domain import issuer
+from acquiring.domain.model import CardAccount, Issuer, Merchant, Terminal
+from acquiring.ports import TxnQuery
 from card_applet_sim import bootstrap as card_bootstrap
 from card_applet_sim.adapters.keyfile import read_keys, write_keys
 from card_applet_sim.domain import issuance
 from paycore import issuer_keys, pboc
+from paycore.iso8583.fields import SettlementTotals, decode_settlement_totals
 from paycore.issuer_keys import IssuerKeys
 from paycore.money import format_fen, parse_yuan
 from paycore.purse import InitLoadResponse, LogRecord, read_record
+from pos_terminal.adapters.host_link import (
+    HostLink,
+    OnlineResult,
+    online_load,
+    online_purchase,
+    online_refund,
+)
 from pos_terminal.adapters.sim_reader import LoseAnswerReader, SimReader
 from pos_terminal.domain import card_flows
 from pos_terminal.domain.card_flows import PurchaseDone, TornPurchase
@@ -35,6 +51,12 @@ TERMINAL_ID = "001122334455"
 PURCHASES_YUAN = ("12.50", "3.00", "45.80")
 TORN_PURCHASE_YUAN = "8.88"
 TX_NAMES = {pboc.TYPE_EP_LOAD: "load", pboc.TYPE_EP_PURCHASE: "purchase"}
+HOST_ISSUER = "NFCPAY"
+HOST_MID = "898310048990001"
+HOST_TID = "DEMO0001"
+HOST_LOAD_YUAN = "50.00"
+HOST_PURCHASES_YUAN = ("18.00", "6.50")
+HOST_REFUND_YUAN = "5.00"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -173,3 +195,77 @@ def _run(folder: Path, out: Console) -> None:
     out.print(table)
     if info.balance_fen != expected:
         raise AssertionError("demo balance does not add up")
+
+    _host(folder, out, keys, sim, psam, terminal_id)
+
+
+def _online_line(what: str, yuan: str, result: OnlineResult, sim: SimReader) -> str:
+    auth = result.auth
+    completion = "-" if result.completion is None else result.completion.code
+    balance = format_fen(card_flows.read_card(sim).balance_fen)
+    return (
+        f"{what:<8} {yuan:>6} yuan  0210 {auth.code}  RRN {auth.rrn}  0230 {completion}  "
+        f"balance {balance:>6}"
+    )
+
+
+def _host(
+    folder: Path, out: Console, keys: IssuerKeys, sim: SimReader, psam: card_flows.Psam,
+    terminal_id: bytes,
+) -> None:  # fmt: skip
+    """The same SIM and PSAM online against the acquiring host over TCP."""
+    # the database stack loads only when the demo runs (not for every `nfcpay` command)
+    from acquiring import bootstrap as host_bootstrap  # noqa: PLC0415
+    from acquiring.adapters.keyvault import KeyVault  # noqa: PLC0415
+
+    out.rule("[bold]the acquiring host: ISO 8583 over TCP")
+    db_url = f"sqlite:///{folder / 'capture.db'}"
+    store = host_bootstrap.open_store(db_url, vault=KeyVault(os.urandom(32)))
+    today = datetime.now(SHANGHAI).date()
+    tmk = os.urandom(16)
+    with store.admin() as uow:
+        uow.add_issuer(Issuer(HOST_ISSUER, "nfcpay demo issuer"), keys)
+        uow.add_merchant(Merchant(HOST_MID, "Demo Noodle House", "5814", "ACQ1", today))
+        uow.add_terminal(Terminal(HOST_TID, HOST_MID, today), tmk)
+        uow.add_card(CardAccount(ASN, HOST_ISSUER))
+    server = host_bootstrap.start_in_thread(store, db_url)
+    try:
+        out.print(f"host on 127.0.0.1:{server.port}, capture store capture.db (SQLite)")
+        out.print(f"registered: issuer keys, merchant {HOST_MID}, terminal {HOST_TID}, the card")
+        sim.present()
+        with HostLink(("127.0.0.1", server.port), HOST_TID, HOST_MID, tmk) as link:
+            signed = link.sign_on()
+            out.print(
+                f"sign-on  0810 {signed.code}: new MAK under the terminal's TMK, KCVs checked, "
+                f"batch {link.batch_no:06d}"
+            )
+            loaded = online_load(link, sim, parse_yuan(HOST_LOAD_YUAN), terminal_id)
+            out.print(_online_line("load", HOST_LOAD_YUAN, loaded, sim))
+            bought = []
+            for yuan in HOST_PURCHASES_YUAN:
+                now = datetime.now(SHANGHAI).replace(microsecond=0, tzinfo=None)
+                bought.append(online_purchase(link, sim, psam, parse_yuan(yuan), now))
+                out.print(_online_line("purchase", yuan, bought[-1], sim))
+            refunded = online_refund(
+                link, sim, bought[0].auth, parse_yuan(HOST_REFUND_YUAN), terminal_id
+            )
+            out.print(_online_line("refund", HOST_REFUND_YUAN, refunded, sim))
+            totals = SettlementTotals(
+                sum(parse_yuan(y) for y in HOST_PURCHASES_YUAN), len(HOST_PURCHASES_YUAN),
+                parse_yuan(HOST_REFUND_YUAN), 1, parse_yuan(HOST_LOAD_YUAN), 1,
+            )  # fmt: skip
+            settled = link.settle(totals)
+            verdict = decode_settlement_totals(settled.text(48))
+            out.print(
+                f"settlement 0510 {settled.code}: terminal and host totals "
+                f"{'balanced' if verdict.balanced else 'NOT balanced'}, "
+                f"next batch {link.batch_no:06d}"
+            )
+        sim.pull()
+        with store.admin(readonly=True) as uow:
+            page = uow.search_transactions(TxnQuery(terminal_id=HOST_TID))
+        out.print("captured by the host (TACs verified with the issuer's keys):")
+        out.print(transactions_table(page.items))
+    finally:
+        server.stop()
+        store.close()

@@ -50,6 +50,12 @@ def test_demo_prints_the_flow() -> None:
     assert "card proves the debit happened" in out
     assert "balance 29.82 yuan" in out
     assert "card log" in out
+    # the host part: the same card online over ISO 8583, then what the host captured
+    assert "sign-on  0810 00" in out
+    assert out.count("0230 00") == 4  # load, two purchases, refund: completed, TACs checked
+    assert "balance  60.32" in out  # 29.82 + 50.00 - 18.00 - 6.50 + 5.00
+    assert "totals balanced" in out
+    assert out.count("completed  ok") == 4
 
 
 def test_key_file_is_private_and_keys_never_printed(issued: tuple[Path, Path, Path]) -> None:
