@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from bench import card_purchase
+from bench import card_purchase, host_throughput
 
 
 def main() -> int:
@@ -14,6 +14,8 @@ def main() -> int:
 
     report("== card: full purchase in-process (wallet + PSAM + crypto) ==")
     card_purchase.run(report)
+    report("== acquiring host: concurrent terminals over loopback ==")
+    host_throughput.run(report)
     report("== PC/SC: through a real pcscd + vpcd ==")
     try:  # optional: needs pyscard (the [pcsc] extra) and pcscd
         pcsc_latency = importlib.import_module("bench.pcsc_latency")
