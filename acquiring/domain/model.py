@@ -20,6 +20,7 @@ from typing import Final
 
 from acquiring.domain.commission import BP_PER_UNIT, RuleKind, discount_rate_bp
 from acquiring.domain.errors import InvalidRecord
+from paycore.iso8583.fields import ResponseCode  # field 39 (§5): one definition, shared
 
 # --- limits (host_protocol.md §2, clearing.md §1) ---------------------------------------------
 #: A single purchase or refund is under 500 yuan.
@@ -52,30 +53,6 @@ _CODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,31}")  # issuer, acquirer, partn
 _RRN = re.compile(r"[0-9A-Za-z]{12}")
 _AUTH_CODE = re.compile(r"[0-9A-Za-z]{6}")
 _MTI = re.compile(r"0[0-9]{3}")
-
-
-class ResponseCode(StrEnum):
-    """Field 39 values of host_protocol.md §5."""
-
-    APPROVED = "00"
-    INVALID_MERCHANT = "03"
-    DO_NOT_HONOUR = "05"
-    INVALID_TRANSACTION = "12"
-    INVALID_AMOUNT = "13"
-    INVALID_CARD = "14"
-    ORIGINAL_NOT_FOUND = "25"
-    FORMAT_ERROR = "30"
-    INSUFFICIENT_BALANCE = "51"
-    EXPIRED_CARD = "54"
-    NOT_PERMITTED_ON_TERMINAL = "58"
-    OVER_DAILY_AMOUNT_LIMIT = "61"
-    CARD_BLOCKED = "62"
-    AMOUNT_DIFFERS_FROM_ORIGINAL = "64"
-    OVER_DAILY_COUNT_LIMIT = "65"
-    DUPLICATE = "94"
-    SYSTEM_ERROR = "96"
-    TERMINAL_NOT_REGISTERED = "97"
-    MAC_ERROR = "A0"
 
 
 class ReversalReason(StrEnum):
