@@ -40,7 +40,6 @@ from acquiring.domain.model import (
     Merchant,
     MerchantStatus,
     PartnerContract,
-    ResponseCode,
     Reversal,
     ReversalReason,
     TacVerdict,
@@ -51,6 +50,7 @@ from acquiring.domain.model import (
     TxnKey,
     TxnKind,
 )
+from paycore.iso8583.fields import ResponseCode
 from paycore.issuer_keys import IssuerKeys
 
 #: Limit on one page of any listing.

@@ -80,7 +80,6 @@ from acquiring.domain.model import (
     MerchantStatus,
     PartnerContract,
     PartnerStatus,
-    ResponseCode,
     ReversalReason,
     TacVerdict,
     Terminal,
@@ -89,6 +88,7 @@ from acquiring.domain.model import (
 )
 from acquiring.domain.rules import SHANGHAI
 from acquiring.ports import AdminUnitOfWork, Store, TxnQuery, TxnSummary
+from paycore.iso8583.fields import ResponseCode
 from paycore.iso8583.mac import key_check_value
 from paycore.issuer_keys import IssuerKeys
 

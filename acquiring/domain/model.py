@@ -20,7 +20,7 @@ from typing import Final
 
 from acquiring.domain.commission import BP_PER_UNIT, RuleKind, discount_rate_bp
 from acquiring.domain.errors import InvalidRecord
-from paycore.iso8583.fields import ResponseCode  # field 39 (§5): one definition, shared
+from paycore.iso8583.fields import ResponseCode  # field 39 (§5): one table, shared
 
 # --- limits (host_protocol.md §2, clearing.md §1) ---------------------------------------------
 #: A single purchase or refund is under 500 yuan.

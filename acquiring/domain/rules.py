@@ -30,11 +30,11 @@ from acquiring.domain.model import (
     DayTotals,
     Merchant,
     MerchantStatus,
-    ResponseCode,
     Terminal,
     TerminalStatus,
     TxnKind,
 )
+from paycore.iso8583.fields import ResponseCode
 
 #: clearing.md §1: business dates are Asia/Shanghai dates, never UTC ones.
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -65,7 +65,6 @@ from acquiring.domain.model import (
     MerchantStatus,
     PartnerContract,
     PartnerStatus,
-    ResponseCode,
     Reversal,
     ReversalReason,
     TacVerdict,
@@ -79,6 +78,7 @@ from acquiring.domain.model import (
 from acquiring.ports import PAGE_LIMIT_MAX, TxnPage, TxnQuery, TxnSummary
 from paycore import issuer_keys as issuer_key_file
 from paycore.errors import DecodeError
+from paycore.iso8583.fields import ResponseCode
 from paycore.issuer_keys import IssuerKeys
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]

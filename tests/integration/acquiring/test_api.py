@@ -35,7 +35,6 @@ from acquiring.counters import LiveCounters
 from acquiring.domain.model import (
     Authorisation,
     Completion,
-    ResponseCode,
     Reversal,
     ReversalReason,
     TacVerdict,
@@ -43,6 +42,7 @@ from acquiring.domain.model import (
     TxnKind,
 )
 from acquiring.ports import HostUnitOfWork
+from paycore.iso8583.fields import ResponseCode
 from paycore.iso8583.mac import key_check_value
 from tests.integration.acquiring.host_env import DB_PARAMS, database_url
 

@@ -55,7 +55,6 @@ from acquiring.domain.model import (
     Merchant,
     MerchantStatus,
     PartnerContract,
-    ResponseCode,
     Reversal,
     ReversalReason,
     TacVerdict,
@@ -66,6 +65,7 @@ from acquiring.domain.model import (
     TxnKind,
 )
 from acquiring.ports import AdminUnitOfWork, HostUnitOfWork, Store, TxnQuery
+from paycore.iso8583.fields import ResponseCode
 from paycore.issuer_keys import IssuerKeys
 
 MID = "898310048990001"

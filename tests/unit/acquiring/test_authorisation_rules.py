@@ -14,13 +14,13 @@ from acquiring.domain.model import (
     DayTotals,
     Merchant,
     MerchantStatus,
-    ResponseCode,
     Terminal,
     TerminalStatus,
     TxnKey,
     TxnKind,
 )
 from acquiring.domain.rules import AuthContext, AuthRequest, Decision, authorise
+from paycore.iso8583.fields import ResponseCode
 
 MID = "898310048990001"
 TID = "T0000001"

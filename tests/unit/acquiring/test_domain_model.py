@@ -18,7 +18,6 @@ from acquiring.domain.model import (
     ExchangeRecord,
     Merchant,
     PartnerContract,
-    ResponseCode,
     TacVerdict,
     Terminal,
     TerminalKeys,
@@ -26,6 +25,7 @@ from acquiring.domain.model import (
     TxnKey,
     TxnKind,
 )
+from paycore.iso8583.fields import ResponseCode
 
 MID = "898310048990001"
 TID = "T0000001"
