@@ -14,6 +14,7 @@ def main() -> int:
 
     report("== card: full purchase in-process (wallet + PSAM + crypto) ==")
     card_purchase.run(report)
+    importlib.import_module("bench.ota_provisioning").run(report)  # OTA: 10,000 SIMs
     report("== acquiring host: concurrent terminals over loopback ==")
     host_throughput.run(report)
     report("== PC/SC: through a real pcscd + vpcd ==")

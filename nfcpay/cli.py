@@ -16,6 +16,7 @@ from card_applet_sim import cli as card_cli
 from card_applet_sim.domain.errors import CardSimError
 from card_applet_sim.domain.issuance import IssuanceError
 from nfcpay import demo as demo_module
+from ota import cli as ota_cli
 from paycore.errors import PaycoreError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(card_cli.keys_app, name="keys")
 app.add_typer(card_cli.card_app, name="card")
 app.add_typer(card_cli.psam_app, name="psam")
 app.add_typer(acquiring_cli.app, name="host")
+app.add_typer(ota_cli.app, name="ota")
 
 
 @app.command("demo")

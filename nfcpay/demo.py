@@ -110,11 +110,11 @@ def _run(folder: Path, out: Console) -> None:
     write_keys(keys_path, issuer_keys.generate(os.urandom))
     keys = read_keys(keys_path)
     out.print(f"issuer keys (version {keys.key_version}) written to {keys_path.name}, mode 0600")
-    card_bootstrap.save_new_image(
-        sim_path, issuance.new_sim_image(keys, issuance.parse_asn(ASN), today=now.date())
-    )
+    from nfcpay import demo_ota  # noqa: PLC0415 - the OTA server's stack loads for the demo only
+
+    asn = demo_ota.provision(folder, sim_path, keys, now.date(), out)  # the day starts OTA
     card_bootstrap.save_new_image(psam_path, issuance.new_psam_image(keys, terminal_id))
-    out.print(f"SIM issued: ASN {ASN}, wallet keys diversified from the ASN")
+    out.print(f"SIM personalised over the air: ASN {asn}, keys diversified from it")
     out.print(f"PSAM issued for terminal {TERMINAL_ID}")
 
     sim = SimReader(card_bootstrap.file_card(sim_path))
@@ -196,7 +196,7 @@ def _run(folder: Path, out: Console) -> None:
     if info.balance_fen != expected:
         raise AssertionError("demo balance does not add up")
 
-    _host(folder, out, keys, sim, psam, terminal_id)
+    _host(folder, out, keys, sim, psam, terminal_id, asn)
 
 
 def _online_line(what: str, yuan: str, result: OnlineResult, sim: SimReader) -> str:
@@ -211,7 +211,7 @@ def _online_line(what: str, yuan: str, result: OnlineResult, sim: SimReader) -> 
 
 def _host(
     folder: Path, out: Console, keys: IssuerKeys, sim: SimReader, psam: card_flows.Psam,
-    terminal_id: bytes,
+    terminal_id: bytes, asn: str = ASN,
 ) -> None:  # fmt: skip
     """The same SIM and PSAM online against the acquiring host over TCP."""
     # the database stack loads only when the demo runs (not for every `nfcpay` command)
@@ -227,7 +227,7 @@ def _host(
         uow.add_issuer(Issuer(HOST_ISSUER, "nfcpay demo issuer"), keys)
         uow.add_merchant(Merchant(HOST_MID, "Demo Noodle House", "5814", "ACQ1", today))
         uow.add_terminal(Terminal(HOST_TID, HOST_MID, today), tmk)
-        uow.add_card(CardAccount(ASN, HOST_ISSUER))
+        uow.add_card(CardAccount(asn, HOST_ISSUER))
     server = host_bootstrap.start_in_thread(store, db_url)
     try:
         out.print(f"host on 127.0.0.1:{server.port}, capture store capture.db (SQLite)")
