@@ -68,6 +68,30 @@ def missing_components() -> list[str]:
     return missing
 
 
+#: vpcd binds its ports without SO_REUSEADDR, so a port still in TIME_WAIT from a pcscd that
+#: just stopped makes the reader silently fail to appear ("Address already in use" in its log).
+PORT_FREE_WAIT_S = 75.0
+
+
+def _wait_for_free_ports(ports: tuple[int, ...], timeout_s: float) -> None:
+    """Wait until vpcd will be able to bind ``ports`` (as it does: no SO_REUSEADDR)."""
+    deadline = time.monotonic() + timeout_s
+    for port in ports:
+        while True:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                probe.bind(("0.0.0.0", port))  # noqa: S104 - vpcd itself binds all addresses
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise PcscdError(
+                        f"port {port} stays busy: another vpcd or a connection in TIME_WAIT"
+                    ) from None
+                time.sleep(0.5)
+            finally:
+                probe.close()
+
+
 def write_vpcd_reader_config(config_dir: Path, port: int = VPCD_PORT) -> Path:
     """Write a reader.conf.d file for vpcd in server mode (DEVICENAME /dev/null:<port>)."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +147,7 @@ class PcscdProcess:
             if executable is None:
                 raise PcscdError("pcscd is not installed")
             _clear_stale_pcscd()
+            _wait_for_free_ports((VPCD_PORT, VPCD_PORT + 1), PORT_FREE_WAIT_S)
             argv = [executable, "--foreground", "-c", str(self.config_dir)]
             if self.debug:
                 argv.append("--debug")

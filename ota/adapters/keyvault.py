@@ -4,7 +4,8 @@ The vault key is 32 bytes, from the environment variable ``NFCPAY_OTA_KEY`` (64 
 standard base64) or from a key file named by ``NFCPAY_OTA_KEY_FILE`` (the same text; the file must
 not be readable by group or others). Each ciphertext is bound to its row by associated data
 (``purpose``: ICCID and key name, e.g. ``"sim:8986...:kic"``), so a ciphertext copied
-to another row or key does not decrypt. (A copy of acquiring's vault: components are independent.)
+to another row or key does not decrypt. The sealing itself is paycore.sealing (shared with the
+host's vault); only loading the key from the environment or a file is here.
 
 Stored form: ``01 ‖ nonce (12) ‖ ciphertext ‖ tag (16)``; a fresh random nonce per encryption
 (at most a few million encryptions per vault key in this system, far below the 2^32 bound of
@@ -13,51 +14,29 @@ random 96-bit nonces). Errors name the purpose and the cause, never key bytes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ota.domain.errors import KeyVaultError
+from paycore import sealing
+from paycore.sealing import KEY_BYTES, NONCE_BYTES, SealError
 
 KEY_ENV: Final = "NFCPAY_OTA_KEY"
 KEY_FILE_ENV: Final = "NFCPAY_OTA_KEY_FILE"
-KEY_BYTES: Final = 32
-NONCE_BYTES: Final = 12
-TAG_BYTES: Final = 16
-FORMAT_V1: Final = b"\x01"
-#: Limit on what the vault encrypts: keys and key files, never bulk data.
-PLAINTEXT_BYTES_MAX: Final = 4_096
 KEY_FILE_BYTES_MAX: Final = 1_024
 _AAD_PREFIX: Final = b"nfcpay/ota-keyvault/v1:"
-PURPOSE_CHARS_MAX: Final = 128
+__all__ = ["KEY_BYTES", "NONCE_BYTES", "KeyVault", "new_key_text", "parse_key"]
 
 
 def parse_key(text: str) -> bytes:
-    """A 32-byte vault key from 64 hex digits or base64 text (surrounding spaces ignored)."""
-    text = text.strip()
-    raw: bytes | None = None
-    if len(text) == 2 * KEY_BYTES:
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raw = None
-    if raw is None:
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw is None or len(raw) != KEY_BYTES:
-        raise KeyVaultError(
-            f"the vault key must be {KEY_BYTES} bytes as {2 * KEY_BYTES} hex digits or base64"
-        )
-    return raw
+    """A 32-byte vault key from 64 hex digits or base64 text (paycore.sealing.parse_key)."""
+    try:
+        return sealing.parse_key(text)
+    except SealError as exc:
+        raise KeyVaultError(str(exc)) from None
 
 
 def new_key_text() -> str:
@@ -66,14 +45,16 @@ def new_key_text() -> str:
 
 
 class KeyVault:
-    """Encrypts and decrypts small secrets bound to a purpose string."""
+    """Encrypts and decrypts small secrets bound to a purpose string: the key from the
+    environment or a file, the nonce from os.urandom, the sealing in paycore.sealing."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_sealer",)
 
     def __init__(self, key: bytes) -> None:
-        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
-            raise KeyVaultError(f"the vault key must be {KEY_BYTES} bytes")
-        self._aead = AESGCM(key)
+        try:
+            self._sealer = sealing.Sealer(key, _AAD_PREFIX)
+        except SealError as exc:
+            raise KeyVaultError(str(exc)) from None
 
     def __repr__(self) -> str:
         return "KeyVault(<key hidden>)"
@@ -114,25 +95,13 @@ class KeyVault:
             raise KeyVaultError(f"vault key file {path}: {exc}") from None
 
     def encrypt(self, plaintext: bytes, purpose: str) -> bytes:
-        if not 0 < len(plaintext) <= PLAINTEXT_BYTES_MAX:
-            raise KeyVaultError(f"{purpose}: secret must be 1..{PLAINTEXT_BYTES_MAX} bytes")
-        nonce = os.urandom(NONCE_BYTES)
-        return FORMAT_V1 + nonce + self._aead.encrypt(nonce, plaintext, _aad(purpose))
+        try:
+            return self._sealer.seal(plaintext, purpose, os.urandom(NONCE_BYTES))
+        except SealError as exc:
+            raise KeyVaultError(str(exc)) from None
 
     def decrypt(self, blob: bytes, purpose: str) -> bytes:
-        if len(blob) < 1 + NONCE_BYTES + TAG_BYTES + 1 or blob[:1] != FORMAT_V1:
-            raise KeyVaultError(f"{purpose}: stored secret is damaged or of an unknown format")
-        nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
-            return self._aead.decrypt(nonce, body, _aad(purpose))
-        except InvalidTag:
-            raise KeyVaultError(
-                f"{purpose}: stored secret does not decrypt: the vault key ({KEY_ENV}) is not "
-                "the one it was stored under, or the value was moved from another row"
-            ) from None
-
-
-def _aad(purpose: str) -> bytes:
-    if not 0 < len(purpose) <= PURPOSE_CHARS_MAX or not purpose.isprintable():
-        raise KeyVaultError("purpose must be 1..128 printable characters")
-    return _AAD_PREFIX + purpose.encode("utf-8")
+            return self._sealer.open(blob, purpose)
+        except SealError as exc:
+            raise KeyVaultError(f"{exc} ({KEY_ENV})") from None
