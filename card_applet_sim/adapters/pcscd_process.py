@@ -68,24 +68,25 @@ def missing_components() -> list[str]:
     return missing
 
 
-#: vpcd binds its ports without SO_REUSEADDR, so a port still in TIME_WAIT from a pcscd that
-#: just stopped makes the reader silently fail to appear ("Address already in use" in its log).
-PORT_FREE_WAIT_S = 75.0
+#: A vpcd port still held by another listener (a pcscd that is stopping, another test run)
+#: makes the new reader silently fail to appear ("Address already in use" in pcscd's log).
+PORT_FREE_WAIT_S = 30.0
 
 
 def _wait_for_free_ports(ports: tuple[int, ...], timeout_s: float) -> None:
-    """Wait until vpcd will be able to bind ``ports`` (as it does: no SO_REUSEADDR)."""
+    """Wait until nothing listens on ``ports`` any more, so vpcd can bind them."""
     deadline = time.monotonic() + timeout_s
     for port in ports:
         while True:
             probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT
             try:
                 probe.bind(("0.0.0.0", port))  # noqa: S104 - vpcd itself binds all addresses
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise PcscdError(
-                        f"port {port} stays busy: another vpcd or a connection in TIME_WAIT"
+                        f"port {port} stays busy: another vpcd (pcscd) is listening on it"
                     ) from None
                 time.sleep(0.5)
             finally:
