@@ -148,6 +148,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only what matters
 
     from acquiring import bootstrap  # noqa: PLC0415 - see the imports
 
