@@ -267,12 +267,41 @@ def finish_load(
     """Step 2 (no other command to the card in between): CREDIT FOR LOAD with the issuer's
     MAC2 over ``date_bcd`` and ``time_bcd`` (the host's DF09 when the host sent MAC2)."""
     init = started.init
-    tac = send(
-        card, credit_for_load(CreditForLoadRequest(date_bcd, time_bcd, mac2)), "CREDIT FOR LOAD"
-    )
+    try:
+        tac = send(
+            card,
+            credit_for_load(CreditForLoadRequest(date_bcd, time_bcd, mac2)),
+            "CREDIT FOR LOAD",
+        )
+    except CardGone as gone:
+        raise LoadTorn(started, date_bcd, time_bcd, str(gone)) from None
     return LoadDone(
         started.asn, started.amount_fen, init.balance_fen + started.amount_fen,
         init.online_counter, date_bcd, time_bcd, tac,
+    )  # fmt: skip
+
+
+class LoadTorn(CardGone):
+    """CREDIT FOR LOAD was sent and no answer came: the card may or may not have been credited.
+    Still a CardGone for callers that only know that; a terminal that recovers passes it to
+    ``recover_load`` with the same card (card.md §4: type 02, online counter + 1)."""
+
+    def __init__(self, started: LoadStarted, date_bcd: bytes, time_bcd: bytes, why: str) -> None:
+        self.started = started
+        self.date_bcd = date_bcd
+        self.time_bcd = time_bcd
+        super().__init__(f"CREDIT FOR LOAD unanswered: {why}")
+
+
+def recover_load(card: ApduLink, torn: LoadTorn) -> LoadDone | None:
+    """The proof of a torn load from the same card, or None when the credit did not happen."""
+    started = torn.started
+    proof = recover(card, started.asn, pboc.TYPE_EP_LOAD, started.init.online_counter)
+    if proof is None:
+        return None
+    return LoadDone(
+        started.asn, started.amount_fen, started.init.balance_fen + started.amount_fen,
+        started.init.online_counter, torn.date_bcd, torn.time_bcd, proof.tac,
     )  # fmt: skip
 
 
