@@ -130,3 +130,30 @@ def test_bad_input_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
         run(env, "host", "issuer", "add", "--issuer", "I", "--keys", str(tmp_path / "none")),
         "No such file",
     )
+
+
+def test_bad_token_and_serve_arguments_are_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    one_line_error(
+        run(env, "host", "token", "add", "--file", str(tokens), "--name", "x", "--role", "boss"),
+        "role must be one of admin, operations, clearing",
+    )
+    assert not tokens.exists()
+    ok(run(env, "host", "token", "add", "--file", str(tokens), "--name", "x", "--role", "admin"))
+    one_line_error(
+        run(env, "host", "token", "add", "--file", str(tokens), "--name", "x", "--role", "admin"),
+        "a token named x exists already",
+    )
+    tokens.write_text("{not json")
+    one_line_error(
+        run(env, "host", "token", "add", "--file", str(tokens), "--name", "y", "--role", "admin"),
+        "not valid JSON",
+    )
+    one_line_error(
+        run(env, "host", "serve", "--iso-port", "0", "--api-port", "99999"), "--api-port"
+    )
+    ok(run(env, "host", "init"))
+    no_tokens = {k: v for k, v in env.items() if not k.startswith("NFCPAY_API_TOKENS")}
+    one_line_error(
+        run(no_tokens, "host", "serve", "--iso-port", "0", "--api-port", "0"), "NFCPAY_API_TOKENS"
+    )
