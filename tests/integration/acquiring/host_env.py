@@ -6,8 +6,6 @@ and POS terminals made of a simulated SIM, a simulated PSAM and a ``HostLink``.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +13,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
 from sqlalchemy import func, select
 
 from acquiring.adapters.sql import schema
@@ -35,50 +31,18 @@ from pos_terminal.adapters.host_link import HostLink
 from pos_terminal.adapters.sim_reader import SimReader
 from pos_terminal.domain import card_flows
 from pos_terminal.domain.card_flows import Psam
-
-PG_SERVER_URL = os.environ.get(
-    "NFCPAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-PG_CONNINFO = PG_SERVER_URL.replace("postgresql+psycopg://", "postgresql://")
-_pg_problem: list[str] = []
+from tests.integration.databases import database_url as shared_database_url
 
 ISSUER = "ISS1"
 MID = "898310048990001"
 TODAY = date(2026, 3, 1)
-DB_PARAMS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _pg_reachable() -> str | None:
-    if not _pg_problem:
-        try:
-            with psycopg.connect(PG_CONNINFO, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_problem.append("")
-        except psycopg.Error as exc:
-            _pg_problem.append(f"PostgreSQL at {PG_CONNINFO} unreachable: {exc}".strip())
-    return _pg_problem[0] or None
 
 
 @contextmanager
 def database_url(kind: str, folder: Path) -> Iterator[str]:
-    """A SQLite file in ``folder``, or a fresh PostgreSQL schema dropped afterwards (skipped
-    when the server is unreachable, failed under CI=true)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'capture.db'}"
-        return
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    name = f"nfcpay_host_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield f"{PG_SERVER_URL}?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    """A SQLite file in ``folder``, or a fresh PostgreSQL schema dropped afterwards."""
+    with shared_database_url(kind, folder, schema_prefix="nfcpay_host") as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ from acquiring.domain.model import (
 from acquiring.ports import HostUnitOfWork
 from paycore.iso8583.fields import ResponseCode
 from paycore.iso8583.mac import key_check_value
-from tests.integration.acquiring.host_env import DB_PARAMS, database_url
+from tests.integration.acquiring.host_env import database_url
+from tests.integration.databases import DB_PARAMS
 
 MID = "898310048990001"
 MID2 = "898310048990002"

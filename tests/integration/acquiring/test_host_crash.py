@@ -39,13 +39,13 @@ from pos_terminal.adapters.host_link import (
 from pos_terminal.domain import card_flows
 from pos_terminal.domain.card_flows import PurchaseDone
 from tests.integration.acquiring.host_env import (
-    DB_PARAMS,
     PosTerminal,
     counts,
     database_url,
     register,
     setups,
 )
+from tests.integration.databases import DB_PARAMS
 
 NFCPAY = [sys.executable, "-c", "from nfcpay.cli import entry; entry()"]
 TERMINALS = 4

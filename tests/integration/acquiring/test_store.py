@@ -12,12 +12,10 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -67,6 +65,7 @@ from acquiring.domain.model import (
 from acquiring.ports import AdminUnitOfWork, HostUnitOfWork, Store, TxnQuery
 from paycore.iso8583.fields import ResponseCode
 from paycore.issuer_keys import IssuerKeys
+from tests.integration.databases import DB_PARAMS, database_url
 
 MID = "898310048990001"
 MID2 = "898310048990002"
@@ -172,43 +171,11 @@ def reverse(uow: HostUnitOfWork, auth: Authorisation) -> Reversal:
 
 # --- fixtures ---------------------------------------------------------------------------------
 
-PG_SERVER_URL = os.environ.get(
-    "NFCPAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-PG_CONNINFO = PG_SERVER_URL.replace("postgresql+psycopg://", "postgresql://")
-_pg_problem: list[str] = []
 
-
-def _pg_reachable() -> str | None:
-    """None when PostgreSQL answers, else why not (checked once per run)."""
-    if not _pg_problem:
-        try:
-            with psycopg.connect(PG_CONNINFO, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_problem.append("")
-        except psycopg.Error as exc:
-            _pg_problem.append(f"PostgreSQL at {PG_CONNINFO} unreachable: {exc}".strip())
-    return _pg_problem[0] or None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DB_PARAMS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'capture.db'}"
-        return
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    schema = f"nfcpay_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_SERVER_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with database_url(request.param, tmp_path, schema_prefix="nfcpay_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ from pos_terminal.adapters import host_link
 from pos_terminal.adapters.host_link import HostLink
 from pos_terminal.domain import card_flows
 from tests.integration.acquiring.host_env import (
-    DB_PARAMS,
     MID,
     PosTerminal,
     TerminalSetup,
@@ -50,6 +49,7 @@ from tests.integration.acquiring.host_env import (
     register,
     setups,
 )
+from tests.integration.databases import DB_PARAMS
 
 KEYS = issuer_keys.generate(os.urandom)
 

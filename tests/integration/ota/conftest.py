@@ -5,52 +5,22 @@ server is unreachable, except under CI=true, where it fails) -- as tests/integra
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ota.adapters.keyvault import KeyVault
 from ota.adapters.sql_store import SqlStore, make_engine
-
-PG_SERVER_URL = os.environ.get(
-    "NFCPAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-PG_CONNINFO = PG_SERVER_URL.replace("postgresql+psycopg://", "postgresql://")
-_pg_problem: list[str] = []
+from tests.integration.databases import DB_PARAMS, database_url
 
 
-def _pg_reachable() -> str | None:
-    if not _pg_problem:
-        try:
-            with psycopg.connect(PG_CONNINFO, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_problem.append("")
-        except psycopg.Error as exc:
-            _pg_problem.append(f"PostgreSQL at {PG_CONNINFO} unreachable: {exc}".strip())
-    return _pg_problem[0] or None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DB_PARAMS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ota.db'}"
-        return
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    schema = f"nfcpay_ota_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_SERVER_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with database_url(
+        request.param, tmp_path, sqlite_name="ota.db", schema_prefix="nfcpay_ota_test"
+    ) as url:
+        yield url
 
 
 @pytest.fixture
