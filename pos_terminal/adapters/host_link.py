@@ -10,14 +10,18 @@
 - ``online_purchase`` / ``online_load`` / ``online_refund``: the card and the host together,
   for the demo, the tests and the benches.
 
-Not here yet (a later issue): reconnect, store-and-forward queues and the automatic reversal
-of an unanswered 0200. The caller sees ``HostUnavailable`` and decides.
+Reconnect: a request whose connection dropped (not one that timed out) is sent once more on a
+new connection - safe, because the host answers a retransmission (same terminal, batch, STAN,
+MTI and content) with the response it gave the first time (§6). Store-and-forward and the
+reversal of an unanswered 0200 live in ``pos_terminal.service`` with its journal; the builders
+here (``completion_request``, ``reversal_request``, ``upload_request``) give it the exact
+fields to keep and send again.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -94,6 +98,10 @@ class HostLinkError(Exception):
 class HostUnavailable(HostLinkError):  # noqa: N818 - an event
     """No connection, a broken one, or no response in time: the request may or may not have
     reached the host (reverse an unanswered 0200)."""
+
+
+class HostTimeout(HostUnavailable):
+    """The request went out and no response came within the timeout."""
 
 
 class HostProtocolError(HostLinkError):
@@ -205,6 +213,10 @@ class HostLink:
         self.batch_no = batch_no
         self.mak: bytes | None = None
         self.host_clock: tuple[str, str] | None = None  # (hhmmss, MMDD) of the last 0810
+        #: Field 62 of the last good 0810 (keys under the TMK, with KCVs): what a journal keeps.
+        self.working_keys_field: bytes | None = None
+        #: Where STANs come from when set (a journal that persists each before it is used).
+        self.stan_source: Callable[[], int] | None = None
         self._sock: socket.socket | None = None
 
     def __repr__(self) -> str:
@@ -222,6 +234,10 @@ class HostLink:
         self._sock = sock
         return self
 
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
     def close(self) -> None:
         if self._sock is not None:
             try:
@@ -236,8 +252,18 @@ class HostLink:
         self.close()
 
     def next_stan(self) -> int:
-        self.stan = _next(self.stan, STAN_MAX)
+        self.stan = self.stan_source() if self.stan_source else _next(self.stan, STAN_MAX)
         return self.stan
+
+    def adopt_working_keys(self, field62: bytes) -> None:
+        """Use the working keys of an earlier 0810 (kept encrypted under the TMK by a journal);
+        KCVs are checked. Raises HostProtocolError when they do not decrypt to good keys."""
+        try:
+            keys = decode_working_keys(self._tmk, field62)
+        except PaycoreError as exc:
+            raise HostProtocolError(f"stored working keys: {exc}") from None
+        self.mak = keys.mak
+        self.working_keys_field = field62
 
     # --- bytes on the wire ------------------------------------------------------------------
 
@@ -266,7 +292,7 @@ class HostLink:
                 left -= len(chunk)
         except TimeoutError:
             self.close()
-            raise HostUnavailable(f"no response within {self.timeout_s} s") from None
+            raise HostTimeout(f"no response within {self.timeout_s} s") from None
         except OSError as exc:
             self.close()
             raise HostUnavailable(f"receiving from the host failed: {exc}") from None
@@ -303,6 +329,13 @@ class HostLink:
             frame = encode_frame(self.tpdu, Header(), message)
         except EncodeError as exc:
             raise HostLinkError(f"cannot encode the {mti}: {exc}") from None
+        try:
+            self.send_bytes(frame)
+            return self._matching_response(mti, fields, signed)
+        except HostTimeout:
+            raise
+        except HostUnavailable:
+            self.close()  # a dropped connection: once more on a new one (§6 replays)
         self.send_bytes(frame)
         return self._matching_response(mti, fields, signed)
 
@@ -354,14 +387,18 @@ class HostLink:
         response = self.exchange(Mti.SIGN_ON_REQUEST, fields, signed=False)
         if not response.approved:
             self.mak = None
+            self.working_keys_field = None
             return response
         try:
-            keys = decode_working_keys(self._tmk, response.message.binary(62))
+            field62 = response.message.binary(62)
+            keys = decode_working_keys(self._tmk, field62)
             batch = decode_field60(response.text(60)).batch_number
         except PaycoreError as exc:
             self.mak = None
+            self.working_keys_field = None
             raise HostProtocolError(f"sign-on: {exc}") from None
         self.mak = keys.mak
+        self.working_keys_field = field62
         self.batch_no = batch
         self.host_clock = (response.text(12), response.text(13))
         return response
@@ -442,14 +479,21 @@ class HostLink:
 
     def refund_request(self, started: LoadStarted, original: Authorised) -> dict[int, FieldValue]:
         """The 0200 of a refund of ``original`` (a load on the card): + 37 its RRN, 61."""
+        return self.refund_request_of(
+            started, original.rrn, original.batch_no, original.stan, original.business_date_mmdd
+        )
+
+    def refund_request_of(
+        self, started: LoadStarted, rrn: str, batch_no: int, stan: int, business_date_mmdd: str
+    ) -> dict[int, FieldValue]:
+        """The 0200 of a refund of the sale with RRN ``rrn`` (batch, STAN and business date
+        from the terminal's journal): + 37, 61."""
         fields = self._financial(
             ProcessingCode.REFUND, TypeCode.REFUND, started.asn, started.amount_fen,
             self._load_epurse(started),
         )  # fmt: skip
-        fields[37] = original.rrn
-        fields[61] = encode_field61(
-            Field61(original.batch_no, original.stan, original.business_date_mmdd)
-        )
+        fields[37] = rrn
+        fields[61] = encode_field61(Field61(batch_no, stan, business_date_mmdd))
         return fields
 
     def authorise_purchase(self, started: PurchaseStarted) -> Authorised:
@@ -462,31 +506,17 @@ class HostLink:
     def authorise_refund(self, started: LoadStarted, original: Authorised) -> Authorised:
         return self.authorise(self.refund_request(started, original))
 
-    def _complete(self, auth: Authorised, amount_fen: int, epurse: EpurseData) -> Response:
-        keep = (2, 3, 11, 25, 41, 42, 49, 60)
-        fields: dict[int, FieldValue] = {n: auth.request_fields[n] for n in keep}
-        fields[4] = f"{amount_fen:012d}"
-        fields[37] = auth.rrn
-        fields[58] = encode_epurse_data(epurse)
-        return self.exchange(Mti.COMPLETION_ADVICE, fields, signed=True)
-
     def complete_purchase(self, auth: Authorised, done: PurchaseDone) -> Response:
         """0220 after DEBIT FOR PURCHASE: the card's TAC for the host to verify."""
-        epurse = EpurseData(
-            asn=done.asn, card_counter=done.counter, transaction_type=EPURSE_TX_PURCHASE,
-            psam_terminal_id=_psam_terminal_id(auth), terminal_serial=done.terminal_serial,
-            date_time_bcd=done.date_bcd + done.time_bcd, tac=done.tac,
-        )  # fmt: skip
-        return self._complete(auth, done.amount_fen, epurse)
+        return self.send_completion(completion_request(auth.request_fields, auth.rrn, done))
 
     def complete_load(self, auth: Authorised, done: LoadDone) -> Response:
         """0220 after CREDIT FOR LOAD (a load or a refund): the TAC of the credit."""
-        epurse = EpurseData(
-            asn=done.asn, card_counter=done.counter, transaction_type=EPURSE_TX_LOAD,
-            psam_terminal_id=_psam_terminal_id(auth), terminal_serial=LOAD_SERIAL,
-            date_time_bcd=done.date_bcd + done.time_bcd, tac=done.tac,
-        )  # fmt: skip
-        return self._complete(auth, done.amount_fen, epurse)
+        return self.send_completion(completion_request(auth.request_fields, auth.rrn, done))
+
+    def send_completion(self, fields: Mapping[int, FieldValue]) -> Response:
+        """A 0220 built by ``completion_request`` (first time or forwarded again)."""
+        return self.exchange(Mti.COMPLETION_ADVICE, fields, signed=True)
 
     def reverse(
         self, original: Authorised | Mapping[int, FieldValue], reason: ReversalReason
@@ -494,16 +524,25 @@ class HostLink:
         """0400: the 0200's fields and STAN again (``original``: its Authorised, or the
         request of an unanswered one), + 39 the reason."""
         request = original.request_fields if isinstance(original, Authorised) else original
-        fields = dict(request)
-        fields.pop(MAC_FIELD, None)
-        fields[39] = reason.value
+        return self.send_reversal(reversal_request(request, reason))
+
+    def send_reversal(self, fields: Mapping[int, FieldValue]) -> Response:
+        """A 0400 built by ``reversal_request`` (first time or forwarded again)."""
         return self.exchange(Mti.REVERSAL_ADVICE, fields, signed=True)
 
     # --- settlement and batch upload -----------------------------------------------------------
 
     def settle(self, totals: SettlementTotals) -> Response:
         """0500 with the terminal's totals; on 00 the terminal's batch number increments."""
-        fields = {
+        response = self.send_settlement(self.settlement_request(totals))
+        if response.approved:
+            self.batch_no = _next(self.batch_no, BATCH_MAX)
+        return response
+
+    def settlement_request(self, totals: SettlementTotals) -> dict[int, FieldValue]:
+        """The 0500 of the open batch (a new STAN): keep it to send it again unchanged if its
+        0510 does not arrive (the host then replays it, §6)."""
+        return {
             11: f"{self.next_stan():06d}",
             41: self.terminal_id,
             42: self.merchant_id,
@@ -512,10 +551,10 @@ class HostLink:
             60: self._field60(TypeCode.NETWORK_MANAGEMENT, NetworkCode.SETTLEMENT),
             63: self.operator,
         }
-        response = self.exchange(Mti.SETTLEMENT_REQUEST, fields, signed=False)
-        if response.approved:
-            self.batch_no = _next(self.batch_no, BATCH_MAX)
-        return response
+
+    def send_settlement(self, fields: Mapping[int, FieldValue]) -> Response:
+        """A 0500 built by ``settlement_request`` (the batch number is the caller's)."""
+        return self.exchange(Mti.SETTLEMENT_REQUEST, fields, signed=False)
 
     def upload(self, auth: Authorised, completion_epurse: bytes, batch_no: int) -> Response:
         """0320 (60.3 201): one completed transaction of the settled batch ``batch_no``, with
@@ -525,14 +564,21 @@ class HostLink:
         }
         fields[37] = auth.rrn
         fields[58] = completion_epurse
-        fields[60] = encode_field60(
-            Field60(TypeCode.NETWORK_MANAGEMENT, batch_no, NetworkCode.BATCH_UPLOAD)
+        return self.upload_completion(fields, batch_no)
+
+    def upload_completion(self, completion: Mapping[int, FieldValue], batch_no: int) -> Response:
+        """0320 (60.3 201) of one completion, from the fields of its 0220."""
+        return self.exchange(
+            Mti.BATCH_UPLOAD_ADVICE, upload_request(completion, batch_no), signed=False
         )
-        return self.exchange(Mti.BATCH_UPLOAD_ADVICE, fields, signed=False)
 
     def end_upload(self, count: int, batch_no: int) -> Response:
         """0320 (60.3 202): the number of 0320 uploads sent."""
-        fields = {
+        return self.send_upload(self.end_upload_request(count, batch_no))
+
+    def end_upload_request(self, count: int, batch_no: int) -> dict[int, FieldValue]:
+        """The end-of-upload 0320 (a new STAN); keep it to send it again unchanged."""
+        return {
             11: f"{self.next_stan():06d}",
             41: self.terminal_id,
             42: self.merchant_id,
@@ -541,11 +587,59 @@ class HostLink:
                 Field60(TypeCode.NETWORK_MANAGEMENT, batch_no, NetworkCode.BATCH_UPLOAD_END)
             ),
         }
+
+    def send_upload(self, fields: Mapping[int, FieldValue]) -> Response:
+        """A 0320 built by ``upload_request`` or ``end_upload_request``."""
         return self.exchange(Mti.BATCH_UPLOAD_ADVICE, fields, signed=False)
 
 
-def _psam_terminal_id(auth: Authorised) -> bytes:
-    raw = auth.request_fields[58]
+def completion_request(
+    request: Mapping[int, FieldValue], rrn: str, done: PurchaseDone | LoadDone
+) -> dict[int, FieldValue]:
+    """The 0220 of the 0200 ``request`` (approved with ``rrn``) after the card's DEBIT or
+    CREDIT: its fields 2 3 11 25 41 42 49 60, the amount, the RRN and the card's TAC (§4)."""
+    if isinstance(done, PurchaseDone):
+        epurse = EpurseData(
+            asn=done.asn, card_counter=done.counter, transaction_type=EPURSE_TX_PURCHASE,
+            psam_terminal_id=_psam_terminal_id(request), terminal_serial=done.terminal_serial,
+            date_time_bcd=done.date_bcd + done.time_bcd, tac=done.tac,
+        )  # fmt: skip
+    else:
+        epurse = EpurseData(
+            asn=done.asn, card_counter=done.counter, transaction_type=EPURSE_TX_LOAD,
+            psam_terminal_id=_psam_terminal_id(request), terminal_serial=LOAD_SERIAL,
+            date_time_bcd=done.date_bcd + done.time_bcd, tac=done.tac,
+        )  # fmt: skip
+    fields: dict[int, FieldValue] = {n: request[n] for n in (2, 3, 11, 25, 41, 42, 49, 60)}
+    fields[4] = f"{done.amount_fen:012d}"
+    fields[37] = rrn
+    fields[58] = encode_epurse_data(epurse)
+    return fields
+
+
+def reversal_request(
+    request: Mapping[int, FieldValue], reason: ReversalReason | str
+) -> dict[int, FieldValue]:
+    """The 0400 of the 0200 ``request``: its fields and STAN again, + 39 the reason."""
+    fields = dict(request)
+    fields.pop(MAC_FIELD, None)
+    fields[39] = ReversalReason(reason).value
+    return fields
+
+
+def upload_request(completion: Mapping[int, FieldValue], batch_no: int) -> dict[int, FieldValue]:
+    """The 0320 (60.3 201) of a completion: fields 2 3 4 11 25 37 41 42 49 58 of its 0220."""
+    fields: dict[int, FieldValue] = {
+        n: completion[n] for n in (2, 3, 4, 11, 25, 37, 41, 42, 49, 58)
+    }
+    fields[60] = encode_field60(
+        Field60(TypeCode.NETWORK_MANAGEMENT, batch_no, NetworkCode.BATCH_UPLOAD)
+    )
+    return fields
+
+
+def _psam_terminal_id(request: Mapping[int, FieldValue]) -> bytes:
+    raw = request[58]
     assert isinstance(raw, bytes)
     data = decode_epurse_data(raw)
     assert data.psam_terminal_id is not None

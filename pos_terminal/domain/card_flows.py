@@ -8,7 +8,7 @@ because only then may the card have committed without the terminal seeing the an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from paycore import bcd, pboc
@@ -53,6 +53,14 @@ class FlowError(Exception):
 
 class CardGone(FlowError):  # noqa: N818 - an event
     """The card left the field (or lost power) before it answered."""
+
+
+class InsufficientBalance(FlowError):  # noqa: N818 - a verdict
+    """The card's balance is below the amount (checked before INITIALIZE FOR PURCHASE)."""
+
+    def __init__(self, balance_fen: int) -> None:
+        self.balance_fen = balance_fen
+        super().__init__(f"insufficient balance: {format_fen(balance_fen)} yuan on the card")
 
 
 class CardRefused(FlowError):  # noqa: N818 - a verdict
@@ -143,7 +151,7 @@ def begin_purchase(card: ApduLink, psam: Psam, amount_fen: int) -> PurchaseStart
         raise FlowError(f"amount {format_fen(amount_fen)} yuan: purchases are under 500.00 yuan")
     info = read_card(card)
     if amount_fen > info.balance_fen:
-        raise FlowError(f"insufficient balance: {format_fen(info.balance_fen)} yuan on the card")
+        raise InsufficientBalance(info.balance_fen)
     init = InitPurchaseResponse.decode(
         send(
             card,
@@ -154,11 +162,26 @@ def begin_purchase(card: ApduLink, psam: Psam, amount_fen: int) -> PurchaseStart
     return PurchaseStarted(info.asn, amount_fen, init, psam.terminal_id)
 
 
-def finish_purchase(
-    card: ApduLink, psam: Psam, started: PurchaseStarted, now: datetime
-) -> PurchaseDone | TornPurchase:
-    """Step 2 (no other command to the card in between): INIT SAM FOR PURCHASE, DEBIT FOR
-    PURCHASE, CREDIT SAM FOR PURCHASE."""
+@dataclass(frozen=True, slots=True)
+class DebitPrepared:
+    """INIT SAM FOR PURCHASE answered: the DEBIT's serial, time and MAC1. A terminal journals
+    this before the DEBIT, so a power cut during the DEBIT can still be recovered."""
+
+    terminal_serial: int
+    date_bcd: bytes
+    time_bcd: bytes
+    mac1: bytes = field(repr=False)
+
+    def torn(self, started: PurchaseStarted) -> TornPurchase:
+        init = started.init
+        return TornPurchase(
+            started.asn, started.amount_fen, init.balance_fen, init.offline_counter,
+            self.terminal_serial, self.date_bcd, self.time_bcd,
+        )  # fmt: skip
+
+
+def prepare_debit(psam: Psam, started: PurchaseStarted, now: datetime) -> DebitPrepared:
+    """Step 2a: INIT SAM FOR PURCHASE (the card sees nothing)."""
     init, amount_fen = started.init, started.amount_fen
     date_bcd, time_bcd = bcd.date_time(now)
     sam_request = SamInitRequest(
@@ -168,27 +191,41 @@ def finish_purchase(
     sam = SamInitResponse.decode(
         send(psam.link, sam_init_purchase(sam_request), "INIT SAM FOR PURCHASE")
     )
+    return DebitPrepared(sam.terminal_serial, date_bcd, time_bcd, sam.mac1)
+
+
+def finish_purchase(
+    card: ApduLink, psam: Psam, started: PurchaseStarted, now: datetime
+) -> PurchaseDone | TornPurchase:
+    """Step 2 (no other command to the card in between): INIT SAM FOR PURCHASE, DEBIT FOR
+    PURCHASE, CREDIT SAM FOR PURCHASE."""
+    return debit(card, psam, started, prepare_debit(psam, started, now))
+
+
+def debit(
+    card: ApduLink, psam: Psam, started: PurchaseStarted, prepared: DebitPrepared
+) -> PurchaseDone | TornPurchase:
+    """Step 2b: DEBIT FOR PURCHASE, then CREDIT SAM FOR PURCHASE. No answer, or an answer
+    that does not decode, is a ``TornPurchase``: the card may have debited (card.md §4)."""
+    init, amount_fen = started.init, started.amount_fen
+    date_bcd, time_bcd = prepared.date_bcd, prepared.time_bcd
+    command = debit_for_purchase(
+        DebitRequest(prepared.terminal_serial, date_bcd, time_bcd, prepared.mac1)
+    )
     try:
-        debit = DebitResponse.decode(
-            send(
-                card,
-                debit_for_purchase(DebitRequest(sam.terminal_serial, date_bcd, time_bcd, sam.mac1)),
-                "DEBIT FOR PURCHASE",
-            )
-        )
-    except CardGone:
-        return TornPurchase(
-            started.asn, amount_fen, init.balance_fen, init.offline_counter,
-            sam.terminal_serial, date_bcd, time_bcd,
-        )  # fmt: skip
+        answer = DebitResponse.decode(send(card, command, "DEBIT FOR PURCHASE"))
+    except CardRefused:
+        raise
+    except (FlowError, DecodeError):  # gone, or an answer we cannot read: ask the card later
+        return prepared.torn(started)
     try:
-        send(psam.link, sam_credit_purchase(debit.mac2), "CREDIT SAM FOR PURCHASE")
+        send(psam.link, sam_credit_purchase(answer.mac2), "CREDIT SAM FOR PURCHASE")
         verified = True
     except (CardRefused, CardGone):  # a PSAM gone here must not lose a purchase the card made
         verified = False  # the debit happened; the TAC still proves it to the host
     return PurchaseDone(
         started.asn, amount_fen, init.balance_fen - amount_fen, init.offline_counter,
-        sam.terminal_serial, date_bcd, time_bcd, debit.tac, verified,
+        prepared.terminal_serial, date_bcd, time_bcd, answer.tac, verified,
     )  # fmt: skip
 
 
@@ -273,7 +310,9 @@ def finish_load(
             credit_for_load(CreditForLoadRequest(date_bcd, time_bcd, mac2)),
             "CREDIT FOR LOAD",
         )
-    except CardGone as gone:
+    except CardRefused:
+        raise  # the card refused the MAC2: nothing was credited
+    except FlowError as gone:  # gone, or an answer we cannot read: ask the card later
         raise LoadTorn(started, date_bcd, time_bcd, str(gone)) from None
     return LoadDone(
         started.asn, started.amount_fen, init.balance_fen + started.amount_fen,
