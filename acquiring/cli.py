@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -131,7 +131,7 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, max=256, help="Database threads (default: 1 SQLite, 8 PostgreSQL)."
+            "--workers", min=1, max=256, help="Writer threads (default: 1 SQLite, 4 PostgreSQL)."
         ),
     ] = None,
     api_port: Annotated[
@@ -141,6 +141,39 @@ def serve(
             min=0,
             max=65535,
             help="Also serve the admin API (docs/api.md) here; tokens from NFCPAY_API_TOKENS_FILE.",
+        ),
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=64,
+            help="Host processes sharing the ISO port (SO_REUSEPORT); the API runs in the first.",
+        ),
+    ] = 1,
+    cutoff: Annotated[
+        str,
+        typer.Option(
+            "--cutoff", help="Business-date cut-off, HH:MM Asia/Shanghai (clearing.md §1)."
+        ),
+    ] = "00:00",
+    group_max: Annotated[
+        int | None,
+        typer.Option(
+            "--group-max",
+            min=1,
+            max=1024,
+            help="Requests per commit at most (default: 64 SQLite, 32 PostgreSQL).",
+        ),
+    ] = None,
+    group_wait_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--group-wait-ms",
+            min=0,
+            max=1000,
+            help="Wait this long for a fuller group before committing (default 0).",
         ),
     ] = None,
 ) -> None:
@@ -158,19 +191,37 @@ def serve(
     def api_listening(address: str, port: int) -> None:
         print(f"admin API on http://{address}:{port}/docs", flush=True)
 
+    options = bootstrap.ServeOptions(
+        workers=workers,
+        group_max=group_max,
+        group_wait_ms=group_wait_ms,
+        cutoff=parse_cutoff(cutoff),
+        processes=processes,
+    )
     with _host_errors():
         try:
             bootstrap.serve(
                 db,
                 host,
                 iso_port,
-                workers=workers,
+                options=options,
                 on_listening=listening,
                 api_port=api_port,
                 on_api_listening=api_listening,
             )
-        except ValueError as exc:
+        except (ValueError, RuntimeError, OSError) as exc:
             raise HostCliError(str(exc)) from None
+
+
+def parse_cutoff(text: str) -> time:
+    """``--cutoff``: HH:MM, a local time of day (00:00 .. 23:59)."""
+    try:
+        hours, minutes = text.split(":")
+        if len(hours) != 2 or len(minutes) != 2 or not (hours + minutes).isdigit():
+            raise ValueError
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise HostCliError(f"--cutoff must be HH:MM (00:00 to 23:59), got {text!r}") from None
 
 
 @merchant_app.command("add")

@@ -57,10 +57,42 @@ from paycore.issuer_keys import IssuerKeys
 PAGE_LIMIT_MAX: Final = 500
 
 
+@dataclass(frozen=True, slots=True)
+class TerminalSession:
+    """What every message needs of its terminal, in one lookup: the record, the MAK of its
+    current sign-on (None when it is not signed on or has no MAK) and its merchant."""
+
+    terminal: Terminal
+    mak: bytes | None
+    merchant: Merchant | None
+    #: The exchange-log entry of the key asked for (None: none stored, or none asked for).
+    previous: ExchangeRecord | None = None
+
+    def __repr__(self) -> str:  # never the MAK
+        return f"TerminalSession({self.terminal.terminal_id}, signed_on={self.mak is not None})"
+
+
+@dataclass(frozen=True, slots=True)
+class TxnState:
+    """An authorisation and whether a completion and a reversal apply to it."""
+
+    authorisation: Authorisation
+    completed: bool
+    reversed: bool
+
+
 class HostUnitOfWork(Protocol):
     """One transaction on the message path. Every lookup sees this transaction's own writes."""
 
     # --- reference data -----------------------------------------------------------------------
+    def get_terminal_session(
+        self, terminal_id: str, exchange_key: ExchangeKey | None = None
+    ) -> TerminalSession | None:
+        """The terminal, its MAK, its merchant and (``exchange_key`` given, of this terminal)
+        that key's exchange-log entry, in one round trip: the message path's first lookup.
+        None when the terminal is not registered."""
+        ...
+
     def get_terminal(self, terminal_id: str, *, for_update: bool = False) -> Terminal | None:
         """``for_update`` locks the row until the end of the unit (PostgreSQL ``FOR UPDATE``;
         SQLite write transactions are serialised anyway)."""
@@ -98,6 +130,11 @@ class HostUnitOfWork(Protocol):
         self, rrn: str, *, for_update: bool = False
     ) -> Authorisation | None:
         """Lock the original with ``for_update`` while checking a refund's total."""
+        ...
+
+    def get_txn_state(self, key: TxnKey, *, for_update: bool = False) -> TxnState | None:
+        """The authorisation of ``key`` with its completion and reversal flags in one round
+        trip; ``for_update`` locks the authorisation until the end of the unit."""
         ...
 
     def get_completion(self, key: TxnKey) -> Completion | None: ...
@@ -237,6 +274,11 @@ class AdminUnitOfWork(HostUnitOfWork, Protocol):
 
     def add_issuer_keys(self, issuer_id: str, keys: IssuerKeys) -> None:
         """Adds another key version (rotation); a taken version is a DuplicateRecord."""
+        ...
+
+    def issuer_key_versions(self, issuer_id: str) -> list[int]:
+        """The issuer's stored key versions, ascending (empty for an unknown issuer); no key
+        is decrypted."""
         ...
 
     def add_commission_rule(self, rule: CommissionRule) -> CommissionRule:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Final
@@ -45,6 +45,7 @@ from acquiring.domain.model import (
     Completion,
     ExchangeKey,
     ExchangeRecord,
+    Merchant,
     MerchantStatus,
     Reversal,
     ReversalReason,
@@ -59,7 +60,7 @@ from acquiring.domain.model import (
     check_rrn,
     check_terminal_id,
 )
-from acquiring.ports import HostUnitOfWork, Store
+from acquiring.ports import HostUnitOfWork, Store, TxnState
 from paycore import bcd, pboc
 from paycore.errors import DecodeError, EncodeError
 from paycore.iso8583.fields import (
@@ -403,6 +404,7 @@ class _Context:
     uow: HostUnitOfWork
     terminal: Terminal
     mak: bytes | None
+    merchant: Merchant | None  # the terminal's
     cutoff: time
 
     def business_date(self) -> date:
@@ -447,13 +449,14 @@ def handle(
     cutoff: time = rules.CUTOFF_DEFAULT,
 ) -> Reply:
     """Answer one decoded request inside ``uow`` (the caller commits it)."""
-    terminal = uow.get_terminal(request.terminal_id)
-    if terminal is None:
-        return _unsigned_reply(request.mti, request.fields, _F.TERMINAL_NOT_REGISTERED)
-    keys = uow.get_terminal_keys(request.terminal_id)
-    mak = None if keys is None or not terminal.signed_on else keys.mak
-    ctx = _Context(request, now, random_bytes, uow, terminal, mak, cutoff)
     kind = request.kind
+    logged = kind in _LOGGED  # its exchange-log entry comes with the terminal (§6)
+    key = request.exchange_key() if logged else None
+    session = uow.get_terminal_session(request.terminal_id, key)
+    if session is None:
+        return _unsigned_reply(request.mti, request.fields, _F.TERMINAL_NOT_REGISTERED)
+    terminal = session.terminal
+    ctx = _Context(request, now, random_bytes, uow, terminal, session.mak, session.merchant, cutoff)
     if kind is RequestKind.SIGN_ON:
         return _sign_on(ctx)
     if kind is RequestKind.ECHO:
@@ -463,15 +466,16 @@ def handle(
         return ctx.reply(_F.APPROVED)
     if request.shape.has_mac:
         # §3: every financial request carries a MAC under the MAK of the current sign-on.
+        mak = session.mak
         if mak is None or not verify_message_mac(mak, request.raw):
             return ctx.reply(_F.MAC_ERROR, sign_on_again=True)
     else:
         refused = _terminal_refused(ctx)
         if refused is not None:
             return refused
-    previous = uow.get_exchange(request.exchange_key())
-    if previous is not None:
-        return _repeated(ctx, previous)
+    assert logged, kind
+    if session.previous is not None:
+        return _repeated(ctx, session.previous)
     if kind in _AUTHORISATIONS:
         return _authorisation(ctx)
     if kind in _COMPLETIONS:
@@ -492,7 +496,7 @@ def _terminal_refused(ctx: _Context) -> Reply | None:
     terminal = ctx.terminal
     if terminal.status is not TerminalStatus.ACTIVE:
         return ctx.reply(_F.NOT_PERMITTED_ON_TERMINAL)
-    merchant = ctx.uow.get_merchant(terminal.merchant_id)
+    merchant = ctx.merchant
     if (
         ctx.request.merchant_id != terminal.merchant_id
         or merchant is None
@@ -545,7 +549,7 @@ def _sign_on(ctx: _Context) -> Reply:
     request, terminal, uow = ctx.request, ctx.terminal, ctx.uow
     if terminal.status is not TerminalStatus.ACTIVE:
         return ctx.reply(_F.NOT_PERMITTED_ON_TERMINAL)
-    merchant = uow.get_merchant(terminal.merchant_id)
+    merchant = ctx.merchant
     if (
         request.merchant_id != terminal.merchant_id
         or merchant is None
@@ -599,7 +603,7 @@ def _authorisation(ctx: _Context) -> Reply:
     epurse = request.need_epurse()
     day = ctx.business_date()
     purchase = kind is TxnKind.PURCHASE
-    merchant = uow.get_merchant(terminal.merchant_id)
+    merchant = ctx.merchant
     merchant_limited = merchant is not None and merchant.daily_limit_fen is not None
     if purchase and merchant_limited:  # lock order: merchant, then card
         merchant = uow.get_merchant(terminal.merchant_id, for_update=True)
@@ -718,19 +722,18 @@ def _load_mac2(
 # --- 0220: completion ---------------------------------------------------------------------------
 
 
-def _original(ctx: _Context) -> Authorisation | None:
+def _original(ctx: _Context) -> TxnState | None:
     """The approved authorisation a 0220 / 0400 belongs to (same TID, batch, STAN, processing
-    code and card), locked until the end of the unit; None when there is none."""
+    code and card) with its completion and reversal flags, locked until the end of the unit;
+    None when there is none."""
     request = ctx.request
-    auth = ctx.uow.get_authorisation(request.txn_key(), for_update=True)
-    if (
-        auth is None
-        or not auth.approved
-        or auth.kind is not request.txn_kind
-        or auth.asn != request.asn
-    ):
+    state = ctx.uow.get_txn_state(request.txn_key(), for_update=True)
+    if state is None:
         return None
-    return auth
+    auth = state.authorisation
+    if not auth.approved or auth.kind is not request.txn_kind or auth.asn != request.asn:
+        return None
+    return state
 
 
 class _TwinCommitted(DuplicateRecord):
@@ -743,15 +746,12 @@ def _completion(ctx: _Context) -> Reply:
     """The card did the transaction: store it with the verdict on its TAC. A bad TAC is stored
     as such (clearing holds it) and still answered 00: the card was debited or credited."""
     request, uow = ctx.request, ctx.uow
-    auth = _original(ctx)
-    if (
-        auth is None
-        or request.message.text(37) != auth.rrn
-        or uow.get_reversal(auth.key) is not None
-    ):
+    state = _original(ctx)
+    if state is None or request.message.text(37) != state.authorisation.rrn or state.reversed:
         return ctx.reply(_F.ORIGINAL_NOT_FOUND)
-    if uow.get_completion(auth.key) is not None:
+    if state.completed:
         raise _TwinCommitted("completion already stored")
+    auth = state.authorisation
     epurse = request.need_epurse()
     assert epurse.date_time_bcd is not None and epurse.tac is not None
     assert epurse.card_counter is not None and epurse.terminal_serial is not None
@@ -812,15 +812,16 @@ def _reversal(ctx: _Context) -> Reply:
     """§6: applies once (the exchange log replays a retransmission); an original the host never
     approved answers 25 and changes nothing."""
     request, uow = ctx.request, ctx.uow
-    auth = _original(ctx)
-    if auth is None:
+    state = _original(ctx)
+    if state is None:
         return ctx.reply(_F.ORIGINAL_NOT_FOUND)
-    if uow.get_reversal(auth.key) is not None:
+    if state.reversed:
         raise _TwinCommitted("reversal already stored")
+    auth = state.authorisation
     extra = {15: _mmdd(auth.business_date)}
     if request.amount_fen != auth.amount_fen:
         return ctx.reply(_F.AMOUNT_DIFFERS_FROM_ORIGINAL, extra)
-    if uow.get_completion(auth.key) is not None:
+    if state.completed:
         return ctx.reply(_F.INVALID_TRANSACTION, extra)  # our choice: the TAC proves it
     reason = ReversalReason(request.message.text(39))
     uow.add_reversal(Reversal(auth.key, reason, auth.business_date, ctx.now))
@@ -932,9 +933,61 @@ def answer(
     return system_error(request)
 
 
+def answer_group(
+    store: Store,
+    requests: Sequence[Request],
+    clock: Callable[[], datetime],
+    random_bytes: RandomSource,
+    *,
+    cutoff: time = rules.CUTOFF_DEFAULT,
+) -> list[Reply]:
+    """Group commit (ADR 0004): every request of ``requests`` inside one unit of work, each in
+    its own savepoint, then one commit; the replies, in order, are valid only once this
+    returns (the caller sends none before). A later request sees an earlier one's records, so
+    a twin in the same group replays the first's response. A request that lost a race on a
+    unique key runs once more in a new savepoint (the twin's record then answers: replay or
+    94). A request that raises undoes only its savepoint; after the group's commit it is run
+    once more alone, in a unit of its own (``answer``: a lock conflict between two groups on
+    PostgreSQL then succeeds; a bug answers 96). If the group's unit of work cannot start or
+    commit, nothing of it is stored: each request is answered alone."""
+    replies: list[Reply | None] = []
+    try:
+        with store.unit() as uow:
+            for request in requests:
+                replies.append(_answer_in_savepoint(uow, request, clock(), random_bytes, cutoff))
+    except Exception:
+        log.exception("a group of %d could not commit: answering each alone", len(requests))
+        return [answer(store, r, clock(), random_bytes, cutoff=cutoff) for r in requests]
+    return [
+        reply if reply is not None else answer(store, request, clock(), random_bytes, cutoff=cutoff)
+        for request, reply in zip(requests, replies, strict=True)
+    ]
+
+
+def _answer_in_savepoint(
+    uow: HostUnitOfWork,
+    request: Request,
+    now: datetime,
+    random_bytes: RandomSource,
+    cutoff: time,
+) -> Reply | None:
+    """``handle`` in a savepoint of the group's unit; None when it raised (undone)."""
+    for attempt in range(1, UNIT_ATTEMPTS_MAX + 1):
+        try:
+            with uow.savepoint():
+                return handle(request, now, random_bytes, uow, cutoff=cutoff)
+        except DuplicateRecord:
+            log.info("%r lost a race on a unique key (attempt %d)", request, attempt)
+        except Exception:
+            log.warning("error answering %r in a group: undone, run again alone", request)
+            return None
+    return system_error(request)
+
+
 class HostService:
-    """The message path as one object for the wire layer: ``decode`` (cheap, pure) and
-    ``answer`` (one blocking unit of work); ``handle_message`` does both."""
+    """The message path as one object for the wire layer: ``decode`` (cheap, pure),
+    ``answer`` (one blocking unit of work) or ``answer_group`` (one unit of work for several
+    requests, ADR 0004); ``handle_message`` decodes and answers."""
 
     def __init__(
         self,
@@ -953,10 +1006,20 @@ class HostService:
         return decode_request(raw)
 
     def answer(self, request: Request) -> Reply:
+        return answer(
+            self.store, request, self._aware_now(), self._random_bytes, cutoff=self._cutoff
+        )
+
+    def answer_group(self, requests: Sequence[Request]) -> list[Reply]:
+        return answer_group(
+            self.store, requests, self._aware_now, self._random_bytes, cutoff=self._cutoff
+        )
+
+    def _aware_now(self) -> datetime:
         now = self._clock()
         if now.utcoffset() is None:
             raise ValueError("the host's clock must return aware datetimes")
-        return answer(self.store, request, now, self._random_bytes, cutoff=self._cutoff)
+        return now
 
     def handle_message(self, raw: bytes) -> Reply:
         decoded = self.decode(raw)
@@ -970,6 +1033,7 @@ __all__ = [
     "Reply",
     "Request",
     "answer",
+    "answer_group",
     "decode_request",
     "handle",
 ]

@@ -1150,8 +1150,7 @@ def _card_routes(v1: APIRouter, ctx: _Context) -> None:
 
 
 def _key_versions(uow: AdminUnitOfWork, issuer_id: str) -> list[int]:
-    # The port has no listing of key versions: ask for each possible one (at most 256).
-    return [v for v in range(KEY_VERSION_MAX + 1) if uow.get_issuer_keys(issuer_id, v) is not None]
+    return uow.issuer_key_versions(issuer_id)
 
 
 def _issuer_routes(v1: APIRouter, ctx: _Context) -> None:

@@ -11,14 +11,17 @@ the constraint, never the values (which may hold a card number).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+import itertools
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 from sqlalchemy import (
     URL,
     Connection,
+    Dialect,
     Engine,
     Row,
     func,
@@ -27,6 +30,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
 
 from acquiring.adapters.keyvault import KeyVault
 from acquiring.adapters.sql import schema as s
@@ -75,7 +81,14 @@ from acquiring.domain.model import (
     TxnKey,
     TxnKind,
 )
-from acquiring.ports import PAGE_LIMIT_MAX, TxnPage, TxnQuery, TxnSummary
+from acquiring.ports import (
+    PAGE_LIMIT_MAX,
+    TerminalSession,
+    TxnPage,
+    TxnQuery,
+    TxnState,
+    TxnSummary,
+)
 from paycore import issuer_keys as issuer_key_file
 from paycore.errors import DecodeError
 from paycore.iso8583.fields import ResponseCode
@@ -100,12 +113,67 @@ def _issuer_keys_purpose(issuer_id: str, key_version: int) -> str:
     return f"issuer-keys:{issuer_id}:{key_version}"
 
 
+#: Issuer key sets kept decrypted and parsed, per store (key sets are never changed in place:
+#: a rotation adds a version; the cache is keyed by the ciphertext too).
+ISSUER_KEYS_CACHE_MAX: Final = 256
+
+
+class _Prepared:
+    """A prebuilt statement compiled once for one dialect, executed on the DBAPI cursor: the
+    message path skips SQLAlchemy's per-execution work (about 25 µs a statement, most of a
+    message's database cost on SQLite). Binds and results go through the same type
+    processors SQLAlchemy itself would apply (dates as text on SQLite, ``UtcDateTime``)."""
+
+    __slots__ = ("binds", "defaults", "order", "results", "row", "sql")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, keys: Sequence[str]) -> None:
+        column_keys = list(keys) if isinstance(statement, Insert) else None
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
+        self.sql: str = compiled.string
+        names = compiled.bind_names
+        self.defaults: dict[str, Any] = {
+            name: bind.value for bind, name in names.items() if bind.value is not None
+        }
+        binds: list[tuple[str, Callable[[Any], Any]]] = []
+        for name, process in compiled._bind_processors.items():
+            assert callable(process), name  # tuple-valued binds: not on the message path
+            binds.append((name, process))
+        self.binds = tuple(binds)
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        columns = compiled._result_columns
+        self.results: tuple[Callable[[Any], Any] | None, ...] | None = None
+        self.row: Any = None
+        if columns and not isinstance(statement, Insert):
+            processors = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+            self.results = processors if any(processors) else None
+            self.row = namedtuple("PreparedRow", [c.keyname for c in columns], rename=True)  # type: ignore[misc]
+
+    def args(self, params: Mapping[str, Any]) -> Any:
+        values = {**self.defaults, **params} if self.defaults else dict(params)
+        for name, process in self.binds:
+            values[name] = process(values[name])
+        if self.order is None:
+            return values
+        return tuple(values[name] for name in self.order)
+
+    def shaped(self, raw: Sequence[Any]) -> Any:
+        results = self.results
+        if results is not None:
+            raw = [v if f is None else f(v) for f, v in zip(results, raw, strict=True)]
+        return self.row._make(raw)
+
+
 class SqlStore:
     """``acquiring.ports.Store`` on an SQLAlchemy engine."""
 
     def __init__(self, engine: Engine, vault: KeyVault) -> None:
         self._engine = engine
         self._vault = vault
+        self._prepared: dict[tuple[int, tuple[str, ...]], _Prepared] = {}
+        self._issuer_keys: dict[tuple[str, int, bytes], IssuerKeys] = {}
+        self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
 
     @classmethod
     def open(
@@ -141,10 +209,32 @@ class SqlStore:
             assert isinstance(uow, SqlUnitOfWork)
             uow.check_vault()
 
+    def prepared(self, statement: ClauseElement, keys: tuple[str, ...]) -> _Prepared:
+        """``statement`` compiled for this engine (inserts: for exactly the columns ``keys``);
+        cached for the store's lifetime (statements are module constants)."""
+        cache_key = (id(statement), keys)
+        found = self._prepared.get(cache_key)
+        if found is None:
+            found = _Prepared(statement, self._engine.dialect, keys)
+            self._prepared[cache_key] = found
+        return found
+
+    def cached_issuer_keys(self, key: tuple[str, int, bytes]) -> IssuerKeys | None:
+        return self._issuer_keys.get(key)
+
+    def cache_issuer_keys(self, key: tuple[str, int, bytes], keys: IssuerKeys) -> None:
+        if len(self._issuer_keys) >= ISSUER_KEYS_CACHE_MAX:
+            self._issuer_keys.clear()
+        self._issuer_keys[key] = keys
+
+    @property
+    def integrity_error(self) -> type[Exception]:
+        return self._integrity_error
+
     @contextmanager
     def unit(self) -> Iterator[SqlUnitOfWork]:
         with self._engine.connect() as conn, conn.begin():
-            yield SqlUnitOfWork(conn, self._vault, readonly=False)
+            yield SqlUnitOfWork(conn, self._vault, readonly=False, store=self)
 
     @contextmanager
     def admin(self, *, readonly: bool = False) -> Iterator[SqlUnitOfWork]:
@@ -152,7 +242,7 @@ class SqlStore:
             if readonly:
                 conn.execution_options(**{READONLY_OPTION: True})
             with conn.begin():
-                yield SqlUnitOfWork(conn, self._vault, readonly=readonly)
+                yield SqlUnitOfWork(conn, self._vault, readonly=readonly, store=self)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -168,7 +258,10 @@ def _translated() -> Iterator[None]:
 
 
 def _store_error(exc: IntegrityError) -> StoreError:
-    orig = exc.orig
+    return _driver_store_error(exc.orig)
+
+
+def _driver_store_error(orig: BaseException | None) -> StoreError:
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:  # psycopg
         diag = getattr(orig, "diag", None)
@@ -201,13 +294,44 @@ def _key_params(key: TxnKey) -> dict[str, Any]:
 class SqlUnitOfWork:
     """One database transaction. Implements HostUnitOfWork and AdminUnitOfWork."""
 
-    def __init__(self, conn: Connection, vault: KeyVault, *, readonly: bool) -> None:
+    _savepoints = itertools.count(1)
+
+    def __init__(
+        self, conn: Connection, vault: KeyVault, *, readonly: bool, store: SqlStore
+    ) -> None:
         self._conn = conn
         self._vault = vault
         self._readonly = readonly
+        self._store = store
         self._postgres = conn.dialect.name == "postgresql"
+        self._cursor: Any = None
 
     # --- plumbing ---------------------------------------------------------------------------
+
+    def _raw(self, prepared: _Prepared, params: Mapping[str, Any]) -> Any:
+        """Run a prepared statement on the DBAPI cursor; the cursor."""
+        cursor = self._raw_cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.args(params))
+        except self._store.integrity_error as exc:
+            raise _driver_store_error(exc) from None
+        return cursor
+
+    def _raw_one(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+        """The first row of a prebuilt statement (named fields, processed values), or None."""
+        prepared = self._store.prepared(statement, tuple(params))
+        rows = self._raw(prepared, params).fetchall()  # to the end: no statement left open
+        return prepared.shaped(rows[0]) if rows else None
+
+    def _raw_all(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[Any]:
+        prepared = self._store.prepared(statement, tuple(params))
+        return [prepared.shaped(row) for row in self._raw(prepared, params).fetchall()]
+
+    def _raw_write(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        """Run a prebuilt INSERT / UPDATE; the number of rows it changed."""
+        self._writable()
+        prepared = self._store.prepared(statement, tuple(params))
+        return int(self._raw(prepared, params).rowcount)
 
     def _writable(self) -> None:
         if self._readonly:
@@ -222,8 +346,23 @@ class SqlUnitOfWork:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self._conn.begin_nested():
+        name = f"nfcpay_sp_{next(self._savepoints)}"
+        cursor = self._raw_cursor()
+        cursor.execute(f"SAVEPOINT {name}")
+        try:
             yield
+        except BaseException:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            cursor.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+
+    def _raw_cursor(self) -> Any:
+        if self._cursor is None:
+            dbapi_connection = self._conn.connection.dbapi_connection
+            assert dbapi_connection is not None
+            self._cursor = dbapi_connection.cursor()
+        return self._cursor
 
     def check_vault(self) -> None:
         row = self._one(
@@ -247,11 +386,51 @@ class SqlUnitOfWork:
 
     def get_terminal(self, terminal_id: str, *, for_update: bool = False) -> Terminal | None:
         stmt = q.TERMINAL_FOR_UPDATE if for_update else q.TERMINAL
-        row = self._one(stmt, {"terminal_id": terminal_id})
+        row = self._raw_one(stmt, {"terminal_id": terminal_id})
         return None if row is None else _terminal(row)
 
+    def get_terminal_session(
+        self, terminal_id: str, exchange_key: ExchangeKey | None = None
+    ) -> TerminalSession | None:
+        if exchange_key is None:
+            row = self._raw_one(q.TERMINAL_SESSION, {"terminal_id": terminal_id})
+        else:
+            if exchange_key.terminal_id != terminal_id:
+                raise InvalidRecord("exchange", "terminal_id", "must be the session's terminal")
+            params = {
+                "terminal_id": terminal_id,
+                "batch_no": exchange_key.batch_no,
+                "stan": exchange_key.stan,
+                "mti": exchange_key.mti,
+            }
+            row = self._raw_one(q.TERMINAL_SESSION_EXCHANGE, params)
+        if row is None:
+            return None
+        previous = None
+        if exchange_key is not None and row.x_response is not None:
+            previous = ExchangeRecord(
+                exchange_key, bytes(row.x_request_digest), bytes(row.x_response), row.x_created_at
+            )
+        terminal = _terminal(row)
+        mak = None
+        if terminal.signed_on and row.mak_ct is not None:
+            mak = self._vault.decrypt(row.mak_ct, _mak_purpose(terminal_id))
+        merchant = None
+        if row.m_merchant_id is not None:
+            merchant = Merchant(
+                row.m_merchant_id,
+                row.m_name,
+                row.m_mcc,
+                row.m_acquirer_id,
+                row.m_onboarded_on,
+                MerchantStatus(row.m_status),
+                row.m_signing_partner_id,
+                row.m_daily_limit_fen,
+            )
+        return TerminalSession(terminal, mak, merchant, previous)
+
     def get_terminal_keys(self, terminal_id: str) -> TerminalKeys | None:
-        row = self._one(q.TERMINAL_KEYS, {"terminal_id": terminal_id})
+        row = self._raw_one(q.TERMINAL_KEYS, {"terminal_id": terminal_id})
         if row is None:
             return None
         tmk = self._vault.decrypt(row.tmk_ct, _tmk_purpose(terminal_id))
@@ -261,11 +440,11 @@ class SqlUnitOfWork:
 
     def get_merchant(self, merchant_id: str, *, for_update: bool = False) -> Merchant | None:
         stmt = q.MERCHANT_FOR_UPDATE if for_update else q.MERCHANT
-        row = self._one(stmt, {"merchant_id": merchant_id})
+        row = self._raw_one(stmt, {"merchant_id": merchant_id})
         return None if row is None else _merchant(row)
 
     def get_card(self, asn: str, *, for_update: bool = False) -> CardAccount | None:
-        row = self._one(q.CARD_FOR_UPDATE if for_update else q.CARD, {"asn": asn})
+        row = self._raw_one(q.CARD_FOR_UPDATE if for_update else q.CARD, {"asn": asn})
         if row is None:
             return None
         return CardAccount(
@@ -277,13 +456,17 @@ class SqlUnitOfWork:
         )
 
     def get_issuer(self, issuer_id: str) -> Issuer | None:
-        row = self._one(q.ISSUER, {"issuer_id": issuer_id})
+        row = self._raw_one(q.ISSUER, {"issuer_id": issuer_id})
         return None if row is None else Issuer(row.issuer_id, row.name)
 
     def get_issuer_keys(self, issuer_id: str, key_version: int) -> IssuerKeys | None:
-        row = self._one(q.ISSUER_KEYS, {"issuer_id": issuer_id, "key_version": key_version})
+        row = self._raw_one(q.ISSUER_KEYS, {"issuer_id": issuer_id, "key_version": key_version})
         if row is None:
             return None
+        cache_key = (issuer_id, key_version, bytes(row.keys_ct))
+        cached = self._store.cached_issuer_keys(cache_key)
+        if cached is not None:
+            return cached
         plain = self._vault.decrypt(row.keys_ct, _issuer_keys_purpose(issuer_id, key_version))
         try:
             keys = issuer_key_file.parse(plain.decode("utf-8"))
@@ -291,7 +474,12 @@ class SqlUnitOfWork:
             raise StoreError(f"issuer {issuer_id} key version {key_version} is damaged") from None
         if keys.key_version != key_version:
             raise StoreError(f"issuer {issuer_id} key version {key_version} is mislabelled")
+        self._store.cache_issuer_keys(cache_key, keys)
         return keys
+
+    def issuer_key_versions(self, issuer_id: str) -> list[int]:
+        rows = self._raw_all(q.ISSUER_KEY_VERSIONS, {"issuer_id": issuer_id})
+        return [int(row.key_version) for row in rows]
 
     # --- exchange log -----------------------------------------------------------------------
 
@@ -302,7 +490,7 @@ class SqlUnitOfWork:
             "stan": key.stan,
             "mti": key.mti,
         }
-        row = self._one(q.EXCHANGE, params)
+        row = self._raw_one(q.EXCHANGE, params)
         if row is None:
             return None
         return ExchangeRecord(key, bytes(row.request_digest), bytes(row.response), row.created_at)
@@ -310,7 +498,7 @@ class SqlUnitOfWork:
     def put_exchange(self, record: ExchangeRecord) -> None:
         self._writable()
         k = record.key
-        self._execute(
+        self._raw_write(
             q.PUT_EXCHANGE,
             {
                 "terminal_id": k.terminal_id,
@@ -327,18 +515,25 @@ class SqlUnitOfWork:
 
     def get_authorisation(self, key: TxnKey, *, for_update: bool = False) -> Authorisation | None:
         stmt = q.AUTHORISATION_FOR_UPDATE if for_update else q.AUTHORISATION
-        row = self._one(stmt, _key_params(key))
+        row = self._raw_one(stmt, _key_params(key))
         return None if row is None else _authorisation(row)
 
     def get_authorisation_by_rrn(
         self, rrn: str, *, for_update: bool = False
     ) -> Authorisation | None:
         stmt = q.AUTHORISATION_BY_RRN_FOR_UPDATE if for_update else q.AUTHORISATION_BY_RRN
-        row = self._one(stmt, {"rrn": rrn})
+        row = self._raw_one(stmt, {"rrn": rrn})
         return None if row is None else _authorisation(row)
 
+    def get_txn_state(self, key: TxnKey, *, for_update: bool = False) -> TxnState | None:
+        stmt = q.TXN_STATE_FOR_UPDATE if for_update else q.TXN_STATE
+        row = self._raw_one(stmt, _key_params(key))
+        if row is None:
+            return None
+        return TxnState(_authorisation(row), bool(row.completed), bool(row.reversed))
+
     def get_completion(self, key: TxnKey) -> Completion | None:
-        row = self._one(q.COMPLETION, _key_params(key))
+        row = self._raw_one(q.COMPLETION, _key_params(key))
         if row is None:
             return None
         return Completion(
@@ -354,7 +549,7 @@ class SqlUnitOfWork:
         )
 
     def get_reversal(self, key: TxnKey) -> Reversal | None:
-        row = self._one(q.REVERSAL, _key_params(key))
+        row = self._raw_one(q.REVERSAL, _key_params(key))
         if row is None:
             return None
         return Reversal(key, ReversalReason(row.reason_code), row.business_date, row.received_at)
@@ -362,7 +557,7 @@ class SqlUnitOfWork:
     def add_authorisation(self, authorisation: Authorisation) -> None:
         self._writable()
         a, key = authorisation, authorisation.key
-        self._execute(
+        self._raw_write(
             q.ADD_AUTHORISATION,
             {
                 "kind": a.kind.value,
@@ -389,7 +584,7 @@ class SqlUnitOfWork:
     def _applies_to(self, key: TxnKey, business_date: date, record: str) -> int:
         """The stored authorisation a completion or reversal applies to: it must exist, be
         approved, and have the business date the record inherits."""
-        row = self._one(q.APPLIES_TO, _key_params(key))
+        row = self._raw_one(q.APPLIES_TO, _key_params(key))
         if row is None:
             raise RecordNotFound(f"{record}: no authorisation for this terminal, batch and STAN")
         if row.response_code != _APPROVED:
@@ -401,40 +596,38 @@ class SqlUnitOfWork:
     def add_completion(self, completion: Completion) -> None:
         self._writable()
         c = completion
-        txn_id = self._applies_to(c.key, c.business_date, "completion")
-        self._execute(
-            q.ADD_COMPLETION,
-            {
-                "txn_id": txn_id,
-                "amount_fen": c.amount_fen,
-                "tac": _hex(c.tac),
-                "tac_verdict": c.tac_verdict.value,
-                "card_counter": c.card_counter,
-                "psam_serial": c.psam_serial,
-                "terminal_datetime": c.terminal_datetime,
-                "business_date": c.business_date,
-                "received_at": c.received_at,
-            },
-        )
+        params = {
+            **_key_params(c.key),
+            "amount_fen": c.amount_fen,
+            "tac": _hex(c.tac),
+            "tac_verdict": c.tac_verdict.value,
+            "card_counter": c.card_counter,
+            "psam_serial": c.psam_serial,
+            "terminal_datetime": c.terminal_datetime,
+            "business_date": c.business_date,
+            "received_at": c.received_at,
+        }
+        if self._raw_write(q.ADD_COMPLETION_APPLIED, params) != 1:
+            self._applies_to(c.key, c.business_date, "completion")  # raises: says why
+            raise StoreIntegrityError("completion: not stored")  # pragma: no cover
 
     def add_reversal(self, reversal: Reversal) -> None:
         self._writable()
         r = reversal
-        txn_id = self._applies_to(r.key, r.business_date, "reversal")
-        self._execute(
-            q.ADD_REVERSAL,
-            {
-                "txn_id": txn_id,
-                "reason_code": r.reason.value,
-                "business_date": r.business_date,
-                "received_at": r.received_at,
-            },
-        )
+        params = {
+            **_key_params(r.key),
+            "reason_code": r.reason.value,
+            "business_date": r.business_date,
+            "received_at": r.received_at,
+        }
+        if self._raw_write(q.ADD_REVERSAL_APPLIED, params) != 1:
+            self._applies_to(r.key, r.business_date, "reversal")  # raises: says why
+            raise StoreIntegrityError("reversal: not stored")  # pragma: no cover
 
     def add_batch_upload(self, record: BatchUploadRecord) -> None:
         self._writable()
         u, key = record, record.key
-        self._execute(
+        self._raw_write(
             q.ADD_BATCH_UPLOAD,
             {
                 "terminal_id": key.terminal_id,
@@ -466,31 +659,29 @@ class SqlUnitOfWork:
         for prefix, totals in (("terminal", st.terminal_totals), ("host", st.host_totals)):
             for field in dataclasses.fields(BatchTotals):
                 values[f"{prefix}_{field.name}"] = getattr(totals, field.name)
-        self._execute(q.ADD_SETTLEMENT, values)
+        self._raw_write(q.ADD_SETTLEMENT, values)
 
     # --- totals -----------------------------------------------------------------------------
 
     def card_day_totals(self, asn: str, business_date: date) -> DayTotals:
-        row = self._one(q.CARD_DAY, {"asn": asn, "business_date": business_date})
+        row = self._raw_one(q.CARD_DAY, {"asn": asn, "business_date": business_date})
         assert row is not None
         return DayTotals(int(row[0]), int(row[1]))
 
     def merchant_day_totals(self, merchant_id: str, business_date: date) -> DayTotals:
-        row = self._one(
+        row = self._raw_one(
             q.MERCHANT_DAY, {"merchant_id": merchant_id, "business_date": business_date}
         )
         assert row is not None
         return DayTotals(int(row[0]), int(row[1]))
 
     def refunded_total_fen(self, original_rrn: str) -> int:
-        row = self._one(q.REFUNDED, {"original_rrn": original_rrn})
+        row = self._raw_one(q.REFUNDED, {"original_rrn": original_rrn})
         assert row is not None
         return int(row[0])
 
     def batch_totals(self, terminal_id: str, batch_no: int) -> BatchTotals:
-        rows = self._conn.execute(
-            q.BATCH_TOTALS, {"terminal_id": terminal_id, "batch_no": batch_no}
-        ).all()
+        rows = self._raw_all(q.BATCH_TOTALS, {"terminal_id": terminal_id, "batch_no": batch_no})
         values: dict[str, int] = {}
         for kind, amount_fen, count in rows:
             values[f"{TxnKind(kind).value}_amount_fen"] = int(amount_fen)
@@ -501,8 +692,8 @@ class SqlUnitOfWork:
 
     def close_batch(self, terminal_id: str, batch_no: int) -> int:
         self._writable()
-        self._execute(q.CLOSE_BATCH, {"tid": terminal_id, "open_batch_no": batch_no})
-        row = self._one(q.BATCH_NO, {"terminal_id": terminal_id})
+        self._raw_write(q.CLOSE_BATCH, {"tid": terminal_id, "open_batch_no": batch_no})
+        row = self._raw_one(q.BATCH_NO, {"terminal_id": terminal_id})
         if row is None:
             raise RecordNotFound(f"terminal {terminal_id} is not registered")
         return int(row.batch_no)
@@ -511,20 +702,22 @@ class SqlUnitOfWork:
         self._writable()
         TerminalKeys(terminal_id, bytes(16), mak)  # checks the MAK's form
         mak_ct = self._vault.encrypt(mak, _mak_purpose(terminal_id))
-        result = self._execute(q.SIGN_ON, {"tid": terminal_id, "mak_ct": mak_ct, "at": at})
-        if result.rowcount != 1:
+        changed = self._raw_write(q.SIGN_ON, {"tid": terminal_id, "mak_ct": mak_ct, "at": at})
+        if changed != 1:
             raise RecordNotFound(f"terminal {terminal_id} is not registered")
 
     def sign_off(self, terminal_id: str) -> None:
         self._writable()
-        result = self._execute(q.SIGN_OFF, {"tid": terminal_id})
-        if result.rowcount != 1:
+        changed = self._raw_write(q.SIGN_OFF, {"tid": terminal_id})
+        if changed != 1:
             raise RecordNotFound(f"terminal {terminal_id} is not registered")
 
     def next_rrn(self) -> str:
         self._writable()
         stmt = q.NEXT_RRN_POSTGRES if self._postgres else q.NEXT_RRN_SQLITE
-        value = int(self._conn.execute(stmt).scalar_one())
+        row = self._raw_one(stmt, {})
+        assert row is not None
+        value = int(row[0])
         if not 0 < value <= RRN_MAX:
             raise StoreError("RRN counter exhausted")
         return f"{value:012d}"
