@@ -17,6 +17,7 @@ def main() -> int:
     importlib.import_module("bench.ota_provisioning").run(report)  # OTA: 10,000 SIMs
     report("== acquiring host: concurrent terminals over loopback ==")
     host_throughput.run(report)
+    importlib.import_module("bench.pos_tap").run(report)  # POS: tap to approval, 3 readers
     report("== PC/SC: through a real pcscd + vpcd ==")
     try:  # optional: needs pyscard (the [pcsc] extra) and pcscd
         pcsc_latency = importlib.import_module("bench.pcsc_latency")

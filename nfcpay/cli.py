@@ -18,6 +18,7 @@ from card_applet_sim.domain.issuance import IssuanceError
 from nfcpay import demo as demo_module
 from ota import cli as ota_cli
 from paycore.errors import PaycoreError
+from pos_terminal import cli as pos_cli
 
 app = typer.Typer(
     name="nfcpay",
@@ -31,6 +32,7 @@ app.add_typer(card_cli.card_app, name="card")
 app.add_typer(card_cli.psam_app, name="psam")
 app.add_typer(acquiring_cli.app, name="host")
 app.add_typer(ota_cli.app, name="ota")
+app.add_typer(pos_cli.app, name="pos")
 
 
 @app.command("demo")

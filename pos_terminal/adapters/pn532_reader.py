@@ -25,6 +25,7 @@ import serial
 
 from paycore import pn532
 from paycore.errors import DecodeError
+from pos_terminal.adapters.readers import ReaderError
 from pos_terminal.domain.card_flows import CardGone, FlowError
 
 __all__ = ["BAUD_RATE", "Pn532Error", "Pn532Reader", "Pn532Timeout"]
@@ -46,7 +47,7 @@ TIMEOUT_MAX_S = 60.0
 READ_POLL_S = 0.005
 
 
-class Pn532Error(FlowError):
+class Pn532Error(ReaderError):
     """The reader cannot be used: the port is busy or missing, it is not a PN532, it answered
     with an error frame or with something we cannot decode."""
 
@@ -76,6 +77,7 @@ class Pn532Reader:
         if not (0 < ack_timeout_s <= TIMEOUT_MAX_S and 0 < response_timeout_s <= TIMEOUT_MAX_S):
             raise ValueError(f"PN532 timeouts must be in (0, {TIMEOUT_MAX_S:g}] s")
         self.port = port
+        self.name = f"serial:{port}"
         self.ack_timeout_s = ack_timeout_s
         self.response_timeout_s = response_timeout_s
         self._serial: Any = None
