@@ -18,6 +18,7 @@ def main() -> int:
     report("== acquiring host: concurrent terminals over loopback ==")
     host_throughput.run(report)
     importlib.import_module("bench.pos_tap").run(report)  # POS: tap to approval, 3 readers
+    importlib.import_module("bench.clearing").run(report)  # clearing: 1M, 3M, 10M-txn days
     report("== PC/SC: through a real pcscd + vpcd ==")
     try:  # optional: needs pyscard (the [pcsc] extra) and pcscd
         pcsc_latency = importlib.import_module("bench.pcsc_latency")

@@ -15,6 +15,7 @@ from acquiring import cli as acquiring_cli
 from card_applet_sim import cli as card_cli
 from card_applet_sim.domain.errors import CardSimError
 from card_applet_sim.domain.issuance import IssuanceError
+from clearing import cli as clearing_cli
 from nfcpay import demo as demo_module
 from ota import cli as ota_cli
 from paycore.errors import PaycoreError
@@ -32,6 +33,7 @@ app.add_typer(card_cli.card_app, name="card")
 app.add_typer(card_cli.psam_app, name="psam")
 app.add_typer(acquiring_cli.app, name="host")
 app.add_typer(ota_cli.app, name="ota")
+app.add_typer(clearing_cli.app, name="clearing")
 app.add_typer(pos_cli.app, name="pos")
 
 

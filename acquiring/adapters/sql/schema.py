@@ -132,6 +132,7 @@ terminals = Table(
     Column("status", String(16), nullable=False),
     Column("maintaining_partner_id", String(32), ForeignKey("partners.partner_id")),
     Column("batch_no", Integer, nullable=False),
+    Column("returned_on", Date),  # revision 0002: the day the terminal came back (deposit)
     Column("signed_on", Boolean, nullable=False),
     Column("signed_on_at", UtcDateTime),
     Column("tmk_ct", LargeBinary, nullable=False),

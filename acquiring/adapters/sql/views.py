@@ -104,10 +104,76 @@ SELECT
 FROM terminal_settlements s
 """
 
+#: Revision 0002: the reference data clearing needs (docs/clearing-view.md, version 2).
+CLEARING_MERCHANTS_V1: Final = """
+CREATE VIEW clearing_merchants AS
+SELECT
+    m.merchant_id        AS merchant_id,
+    m.acquirer_id        AS acquirer_id,
+    m.onboarded_on       AS onboarded_on,
+    m.status             AS status,
+    m.signing_partner_id AS signing_partner_id
+FROM merchants m
+"""
+
+CLEARING_TERMINALS_V1: Final = """
+CREATE VIEW clearing_terminals AS
+SELECT
+    t.terminal_id            AS terminal_id,
+    t.merchant_id            AS merchant_id,
+    t.deployed_on            AS deployed_on,
+    t.returned_on            AS returned_on,
+    t.status                 AS status,
+    t.maintaining_partner_id AS maintaining_partner_id
+FROM terminals t
+"""
+
+CLEARING_COMMISSION_RULES_V1: Final = """
+CREATE VIEW clearing_commission_rules AS
+SELECT
+    r.merchant_id    AS merchant_id,
+    r.version        AS version,
+    r.kind           AS kind,
+    r.effective_from AS effective_from,
+    r.effective_to   AS effective_to,
+    r.rate_bp        AS rate_bp,
+    r.min_fen        AS min_fen,
+    r.max_fen        AS max_fen,
+    r.fee_fen        AS fee_fen,
+    r.user_bp        AS user_bp,
+    r.settle_bp      AS settle_bp
+FROM commission_rules r
+"""
+
+CLEARING_PARTNER_CONTRACTS_V1: Final = """
+CREATE VIEW clearing_partner_contracts AS
+SELECT
+    c.contract_id       AS contract_id,
+    c.partner_id        AS partner_id,
+    p.status            AS partner_status,
+    c.kind              AS kind,
+    c.effective_from    AS effective_from,
+    c.effective_to      AS effective_to,
+    c.share_bp          AS share_bp,
+    c.expansion_fee_fen AS expansion_fee_fen,
+    c.retention_days    AS retention_days,
+    c.monthly_fee_fen   AS monthly_fee_fen
+FROM partner_contracts c
+JOIN partners p ON p.partner_id = c.partner_id
+"""
+
+REFERENCE_VIEW_NAMES: Final = (
+    "clearing_merchants",
+    "clearing_terminals",
+    "clearing_commission_rules",
+    "clearing_partner_contracts",
+)
+
 VIEW_NAMES: Final = (
     "clearing_transactions",
     "clearing_batch_uploads",
     "clearing_terminal_settlements",
+    *REFERENCE_VIEW_NAMES,
 )
 
 view_metadata = MetaData()

@@ -197,7 +197,7 @@ def store(db_url: str, vault_key: bytes) -> Iterator[SqlStore]:
 
 def test_migrations_apply_from_empty_and_match_the_tables(store: SqlStore) -> None:
     with store.engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0001"
+        assert current_revision(conn) == head_revision() == "0002"
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, schema.metadata) == []
         inspector = inspect(conn)
